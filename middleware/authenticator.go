@@ -1,0 +1,569 @@
+package middleware
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/coreos/go-oidc/v3/oidc"
+	"github.com/go-jose/go-jose/v4"
+)
+
+// Defaults applied by [NewAuthenticator] to zero-valued [AuthenticatorConfig] fields.
+const (
+	DefaultAuthority           = "https://login.microsoftonline.com"
+	DefaultClockSkew           = 2 * time.Minute
+	DefaultJWKSRefreshCooldown = 30 * time.Second
+	DefaultJWKSMaxAge          = time.Hour
+	DefaultHTTPTimeout         = 10 * time.Second
+	DefaultRealm               = "pimguard"
+)
+
+// GraphAudiences are the audiences of Microsoft Graph access tokens (public
+// and sovereign clouds). A token for Graph is never accepted by an API: it was
+// meant for Graph, and its signature cannot be validated by third parties
+// anyway. [NewAuthenticator] refuses them in [AuthenticatorConfig.Audiences].
+var GraphAudiences = []string{
+	"00000003-0000-0000-c000-000000000000",
+	"https://graph.microsoft.com",
+	"https://graph.microsoft.com/",
+	"https://graph.microsoft.us",
+	"https://graph.microsoft.us/",
+	"https://dod-graph.microsoft.us",
+	"https://dod-graph.microsoft.us/",
+	"https://microsoftgraph.chinacloudapi.cn",
+	"https://microsoftgraph.chinacloudapi.cn/",
+}
+
+// AuthenticatorConfig configures an [Authenticator]. Tenants and Audiences are
+// required; every other field has a safe default.
+type AuthenticatorConfig struct {
+	// Tenants are the Entra tenant IDs (GUIDs) whose tokens are accepted. For
+	// each, the v2 issuer ({Authority}/{tenant}/v2.0) and the v1 issuer
+	// (https://sts.windows.net/{tenant}/ in the public cloud) are accepted, as
+	// published by the tenant's discovery documents, and the token's tid must
+	// equal the tenant in its iss. There is no "any tenant" mode: a
+	// multi-tenant API lists the tenants it serves.
+	Tenants []string
+
+	// Audiences are the accepted aud values; a token needs one of them. List
+	// both the API's application (client) ID, which v2 tokens carry, and its
+	// App ID URI (api://…), which v1 tokens carry. Microsoft Graph's
+	// audiences ([GraphAudiences]) are refused.
+	Audiences []string
+
+	// Authority is the base of the discovery URLs:
+	// {Authority}/{tenant}/v2.0/.well-known/openid-configuration and
+	// {Authority}/{tenant}/.well-known/openid-configuration. Default
+	// [DefaultAuthority]; set https://login.microsoftonline.us or
+	// https://login.chinacloudapi.cn for sovereign clouds, or a
+	// graphtest.Server's URL in tests. It must be https, or http on a
+	// loopback address.
+	Authority string
+
+	// Algorithms are the accepted JWS algorithms. Default ["RS256"], the only
+	// one Entra uses. "none" and symmetric (HS*) algorithms are refused: with
+	// a public key set they would let anyone mint tokens.
+	Algorithms []string
+
+	// ClockSkew is the leeway applied to exp, nbf and iat. Zero means
+	// [DefaultClockSkew]; a negative value means no leeway at all.
+	ClockSkew time.Duration
+
+	// InsecureAcceptTokensWithoutScopeOrRoles accepts tokens that carry
+	// neither scp nor roles. Entra access tokens always carry one of them; a
+	// token with neither is usually an ID token replayed as a bearer token,
+	// which proves a sign-in to some client, not consent to call this API.
+	// Set it only if the API has no scopes or app roles, and then restrict
+	// the audience to this API alone.
+	InsecureAcceptTokensWithoutScopeOrRoles bool
+
+	// MaxTokenBytes caps the bearer token's length; larger tokens are refused
+	// before any parsing. Default [DefaultMaxTokenBytes] (16 KiB).
+	MaxTokenBytes int
+
+	// TokenCacheSize is how many verified tokens are remembered (by SHA-256,
+	// until exp) so warm requests skip signature verification. Default
+	// [DefaultTokenCacheSize]; negative disables the cache.
+	TokenCacheSize int
+
+	// JWKSRefreshCooldown is the minimum time between two fetches of one key
+	// set triggered by unknown key IDs. It bounds what a stream of tokens with
+	// random kids can cost: one fetch per cooldown. Default
+	// [DefaultJWKSRefreshCooldown].
+	JWKSRefreshCooldown time.Duration
+
+	// JWKSMaxAge is how long a fetched key set is trusted before it is
+	// refetched on use, so that a key Entra withdraws stops verifying tokens,
+	// cached ones included. Default [DefaultJWKSMaxAge]. A failed refresh keeps
+	// the previous keys.
+	JWKSMaxAge time.Duration
+
+	// HTTPClient fetches discovery documents and key sets. Default: a client
+	// with a [DefaultHTTPTimeout] timeout.
+	HTTPClient *http.Client
+
+	// HTTPTimeout bounds each discovery or key-set fetch. Default
+	// [DefaultHTTPTimeout].
+	HTTPTimeout time.Duration
+
+	// Realm is the realm of WWW-Authenticate challenges. Default [DefaultRealm].
+	Realm string
+
+	// ErrorWriter renders rejections. Default [WriteRejection].
+	ErrorWriter ErrorWriter
+
+	// Logger receives one record per rejected request (Info; Debug for a
+	// missing token) and key-set refresh failures. It never receives a token.
+	// Default [slog.Default].
+	Logger *slog.Logger
+
+	// Now is the clock for exp, nbf, iat and key-set ages. Default [time.Now].
+	Now func() time.Time
+}
+
+// Authenticator verifies Entra ID access tokens and puts the [Principal] in
+// the request context. Build one with [NewAuthenticator] and share it: it
+// holds the key sets and the verified-token cache. It is safe for concurrent use.
+//
+// Authenticator establishes who the caller is. It does not decide what the
+// caller may do: the wids and groups claims it copies are stale by design.
+type Authenticator struct {
+	cfg       AuthenticatorConfig
+	algs      []jose.SignatureAlgorithm
+	audiences map[string]bool
+	issuers   map[string]*issuer
+	templates []issuerTemplate
+	keySets   []*keySet
+	cache     *tokenCache
+	skew      time.Duration
+}
+
+// issuer is one accepted iss value with its tenant and verifier.
+type issuer struct {
+	iss      string
+	tenant   string
+	keys     *keySet
+	verifier *oidc.IDTokenVerifier
+}
+
+// issuerTemplate is an issuer with its tenant ID cut out, to recognise tokens
+// from other tenants of the same cloud.
+type issuerTemplate struct{ prefix, suffix string }
+
+// NewAuthenticator validates cfg, fetches each tenant's v2 and v1 discovery
+// documents and their key sets, and returns a ready Authenticator. Those
+// fetches are the only network calls it makes; afterwards the network is used
+// only to refresh key sets (see JWKSRefreshCooldown and JWKSMaxAge).
+func NewAuthenticator(ctx context.Context, cfg AuthenticatorConfig) (*Authenticator, error) {
+	a := &Authenticator{cfg: cfg, audiences: map[string]bool{}, issuers: map[string]*issuer{}}
+	if err := a.applyDefaults(); err != nil {
+		return nil, err
+	}
+	keySets := map[string]*keySet{}
+	for _, tenant := range a.cfg.Tenants {
+		for _, path := range []string{"/v2.0/.well-known/openid-configuration", "/.well-known/openid-configuration"} {
+			doc, err := a.discover(ctx, tenant, a.cfg.Authority+"/"+tenant+path)
+			if err != nil {
+				return nil, err
+			}
+			ks := keySets[doc.JWKSURI]
+			if ks == nil {
+				ks = a.newKeySet(doc.JWKSURI)
+				if err := ks.fetch(ctx); err != nil {
+					return nil, fmt.Errorf("middleware: tenant %s: %w", tenant, err)
+				}
+				keySets[doc.JWKSURI] = ks
+				a.keySets = append(a.keySets, ks)
+			}
+			a.issuers[doc.Issuer] = &issuer{
+				iss: doc.Issuer, tenant: tenant, keys: ks,
+				verifier: oidc.NewVerifier(doc.Issuer, ks, &oidc.Config{
+					SkipClientIDCheck:    true, // any-of audiences, checked below
+					SkipExpiryCheck:      true, // go-oidc has no leeway on exp; checked below
+					SupportedSigningAlgs: a.cfg.Algorithms,
+					Now:                  a.cfg.Now,
+				}),
+			}
+			l := strings.ToLower(doc.Issuer)
+			i := strings.Index(l, tenant)
+			a.templates = append(a.templates, issuerTemplate{prefix: l[:i], suffix: l[i+len(tenant):]})
+		}
+	}
+	return a, nil
+}
+
+// MustNewAuthenticator is like [NewAuthenticator] but panics on error.
+func MustNewAuthenticator(ctx context.Context, cfg AuthenticatorConfig) *Authenticator {
+	a, err := NewAuthenticator(ctx, cfg)
+	if err != nil {
+		panic(err)
+	}
+	return a
+}
+
+func (a *Authenticator) applyDefaults() error {
+	c := &a.cfg
+	if len(c.Tenants) == 0 {
+		return errors.New("middleware: AuthenticatorConfig.Tenants is empty: name the tenants whose tokens are accepted")
+	}
+	tenants := make([]string, 0, len(c.Tenants))
+	for _, t := range c.Tenants {
+		if !isGUID(t) {
+			return fmt.Errorf("middleware: AuthenticatorConfig.Tenants: %q is not a tenant ID (GUID)", t)
+		}
+		tenants = append(tenants, strings.ToLower(t))
+	}
+	c.Tenants = tenants
+	if len(c.Audiences) == 0 {
+		return errors.New("middleware: AuthenticatorConfig.Audiences is empty: list the API's client ID and App ID URI")
+	}
+	for _, aud := range c.Audiences {
+		if strings.TrimSpace(aud) == "" {
+			return errors.New("middleware: AuthenticatorConfig.Audiences holds an empty value")
+		}
+		if slices.Contains(GraphAudiences, strings.ToLower(aud)) {
+			return fmt.Errorf("middleware: AuthenticatorConfig.Audiences: %q is Microsoft Graph's audience, not this API's", aud)
+		}
+		a.audiences[aud] = true
+	}
+	if c.Authority == "" {
+		c.Authority = DefaultAuthority
+	}
+	c.Authority = strings.TrimRight(c.Authority, "/")
+	if err := checkURL(c.Authority); err != nil {
+		return fmt.Errorf("middleware: AuthenticatorConfig.Authority: %w", err)
+	}
+	if len(c.Algorithms) == 0 {
+		c.Algorithms = []string{oidc.RS256}
+	}
+	for _, alg := range c.Algorithms {
+		switch jose.SignatureAlgorithm(alg) {
+		case jose.RS256, jose.RS384, jose.RS512, jose.PS256, jose.PS384, jose.PS512, jose.ES256, jose.ES384, jose.ES512, jose.EdDSA:
+			a.algs = append(a.algs, jose.SignatureAlgorithm(alg))
+		default:
+			return fmt.Errorf("middleware: AuthenticatorConfig.Algorithms: %q is not an asymmetric JWS algorithm", alg)
+		}
+	}
+	switch {
+	case c.ClockSkew == 0:
+		a.skew = DefaultClockSkew
+	case c.ClockSkew > 0:
+		a.skew = c.ClockSkew
+	}
+	if c.MaxTokenBytes <= 0 {
+		c.MaxTokenBytes = DefaultMaxTokenBytes
+	}
+	if c.JWKSRefreshCooldown <= 0 {
+		c.JWKSRefreshCooldown = DefaultJWKSRefreshCooldown
+	}
+	if c.JWKSMaxAge <= 0 {
+		c.JWKSMaxAge = DefaultJWKSMaxAge
+	}
+	if c.HTTPTimeout <= 0 {
+		c.HTTPTimeout = DefaultHTTPTimeout
+	}
+	if c.HTTPClient == nil {
+		c.HTTPClient = &http.Client{Timeout: c.HTTPTimeout}
+	}
+	if c.Realm == "" {
+		c.Realm = DefaultRealm
+	}
+	if c.ErrorWriter == nil {
+		c.ErrorWriter = WriteRejection
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	cache, err := newTokenCache(c.TokenCacheSize)
+	if err != nil {
+		return fmt.Errorf("middleware: AuthenticatorConfig.TokenCacheSize: %w", err)
+	}
+	a.cache = cache
+	return nil
+}
+
+func (a *Authenticator) newKeySet(uri string) *keySet {
+	return &keySet{
+		url: uri, client: a.cfg.HTTPClient, now: a.cfg.Now, algs: a.algs, logger: a.cfg.Logger,
+		cooldown: a.cfg.JWKSRefreshCooldown, maxAge: a.cfg.JWKSMaxAge, timeout: a.cfg.HTTPTimeout,
+	}
+}
+
+type discoveryDoc struct {
+	Issuer  string `json:"issuer"`
+	JWKSURI string `json:"jwks_uri"`
+}
+
+func (a *Authenticator) discover(ctx context.Context, tenant, u string) (*discoveryDoc, error) {
+	ctx, cancel := context.WithTimeout(ctx, a.cfg.HTTPTimeout)
+	defer cancel()
+	body, err := getDocument(ctx, a.cfg.HTTPClient, u)
+	if err != nil {
+		return nil, fmt.Errorf("middleware: discovery for tenant %s: %w", tenant, err)
+	}
+	var doc discoveryDoc
+	if err := json.Unmarshal(body, &doc); err != nil {
+		return nil, fmt.Errorf("middleware: discovery for tenant %s: decoding %s: %w", tenant, u, err)
+	}
+	if !strings.Contains(strings.ToLower(doc.Issuer), tenant) {
+		return nil, fmt.Errorf("middleware: discovery for tenant %s: issuer %q does not name the tenant", tenant, doc.Issuer)
+	}
+	if err := checkURL(doc.JWKSURI); err != nil {
+		return nil, fmt.Errorf("middleware: discovery for tenant %s: jwks_uri: %w", tenant, err)
+	}
+	return &doc, nil
+}
+
+// Handler is the middleware: it authenticates each request and calls next
+// with the [Principal] in the context ([PrincipalFromContext]), or answers
+// with a rejection and does not call next. Its signature fits chi's Use and
+// With, alice, and plain net/http wrapping.
+func (a *Authenticator) Handler(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		p, err := a.Authenticate(r)
+		if err != nil {
+			a.Reject(w, r, err)
+			return
+		}
+		next.ServeHTTP(w, r.WithContext(ContextWithPrincipal(r.Context(), p)))
+	})
+}
+
+// Reject logs err and answers the request with the matching [Rejection]
+// through the configured [ErrorWriter].
+func (a *Authenticator) Reject(w http.ResponseWriter, r *http.Request, err error) {
+	rej := RejectionFor(err, a.cfg.Realm)
+	level := slog.LevelInfo
+	if rej.Code == CodeTokenMissing {
+		level = slog.LevelDebug
+	}
+	a.cfg.Logger.Log(r.Context(), level, "pimguard: request rejected",
+		"status", rej.Status, "code", rej.Code, "method", r.Method, "path", r.URL.Path, "err", err)
+	a.cfg.ErrorWriter(w, r, rej)
+}
+
+// Authenticate extracts the bearer token from r ([BearerToken]) and verifies
+// it ([Authenticator.Verify]).
+func (a *Authenticator) Authenticate(r *http.Request) (*Principal, error) {
+	raw, err := BearerToken(r, a.cfg.MaxTokenBytes)
+	if err != nil {
+		return nil, err
+	}
+	return a.Verify(r.Context(), raw)
+}
+
+// Verify checks a raw access token and returns its principal. A token seen
+// before is answered from the verified-token cache after checking its expiry
+// and that its signing key is still published; otherwise it checks, in order:
+// JWS structure and algorithm, issuer (an allowed tenant's v1 or v2 issuer),
+// signature against the issuer's key set, the presence of oid, tid, exp and
+// iat, tid against the issuer, audience, exp, nbf and iat with the clock
+// skew, and the access-token shape (scp or roles). Errors wrap the package's
+// sentinels.
+func (a *Authenticator) Verify(ctx context.Context, raw string) (*Principal, error) {
+	if len(raw) > a.cfg.MaxTokenBytes {
+		return nil, fmt.Errorf("%w: token exceeds the size cap", ErrTokenMalformed)
+	}
+	key := tokenKey(raw)
+	if e, ok := a.cache.get(key); ok {
+		if a.cfg.Now().After(e.notAfter) {
+			a.cache.remove(key)
+			return nil, fmt.Errorf("%w: expired at %s", ErrTokenExpired, e.principal.ExpiresAt.UTC().Format(time.RFC3339))
+		}
+		if e.keys.has(ctx, e.kid) {
+			return e.principal, nil
+		}
+		// The signing key left the JWKS: verify afresh, which now fails.
+		a.cache.remove(key)
+	}
+	e, err := a.verify(ctx, raw)
+	if err != nil {
+		return nil, err
+	}
+	a.cache.add(key, e)
+	return e.principal, nil
+}
+
+func (a *Authenticator) verify(ctx context.Context, raw string) (*tokenEntry, error) {
+	jws, err := jose.ParseSigned(raw, a.algs)
+	if err != nil {
+		var algErr *jose.ErrUnexpectedSignatureAlgorithm
+		if errors.As(err, &algErr) {
+			return nil, fmt.Errorf("%w: %v", ErrTokenBadSignature, err)
+		}
+		return nil, fmt.Errorf("%w: %v", ErrTokenMalformed, err)
+	}
+	if len(jws.Signatures) != 1 {
+		return nil, fmt.Errorf("%w: %d signatures", ErrTokenMalformed, len(jws.Signatures))
+	}
+	// The payload is read before the signature is checked only to pick the
+	// issuer's key set; nothing in it is trusted until go-oidc has verified
+	// the same bytes.
+	var c accessClaims
+	if err := json.Unmarshal(jws.UnsafePayloadWithoutVerification(), &c); err != nil {
+		return nil, fmt.Errorf("%w: claims: %v", ErrTokenMalformed, err)
+	}
+	is, err := a.issuerFor(c.Iss)
+	if err != nil {
+		return nil, err
+	}
+	out := &verifyOutcome{}
+	if _, err := is.verifier.Verify(context.WithValue(ctx, outcomeKey{}, out), raw); err != nil {
+		if out.err != nil {
+			return nil, out.err
+		}
+		return nil, fmt.Errorf("%w: %v", ErrTokenMalformed, err)
+	}
+	if err := a.checkClaims(&c, is); err != nil {
+		return nil, err
+	}
+	return &tokenEntry{principal: principalOf(&c), notAfter: c.Exp.t.Add(a.skew), kid: out.kid, keys: is.keys}, nil
+}
+
+func (a *Authenticator) issuerFor(iss string) (*issuer, error) {
+	if is, ok := a.issuers[iss]; ok {
+		return is, nil
+	}
+	l := strings.ToLower(iss)
+	for _, t := range a.templates {
+		if len(l) == len(t.prefix)+36+len(t.suffix) && strings.HasPrefix(l, t.prefix) && strings.HasSuffix(l, t.suffix) &&
+			isGUID(l[len(t.prefix):len(t.prefix)+36]) {
+			return nil, fmt.Errorf("%w: issuer of tenant %s", ErrTokenTenantNotAllowed, l[len(t.prefix):len(t.prefix)+36])
+		}
+	}
+	return nil, fmt.Errorf("%w: %.200q", ErrTokenWrongIssuer, iss)
+}
+
+func (a *Authenticator) checkClaims(c *accessClaims, is *issuer) error {
+	switch {
+	case c.Oid == "":
+		return fmt.Errorf("%w: oid", ErrTokenMissingClaim)
+	case c.Tid == "":
+		return fmt.Errorf("%w: tid", ErrTokenMissingClaim)
+	case !c.Exp.set:
+		return fmt.Errorf("%w: exp", ErrTokenMissingClaim)
+	case !c.Iat.set:
+		return fmt.Errorf("%w: iat", ErrTokenMissingClaim)
+	}
+	if strings.ToLower(c.Tid) != is.tenant {
+		return fmt.Errorf("%w: tid %.40q disagrees with issuer tenant %s", ErrTokenWrongIssuer, c.Tid, is.tenant)
+	}
+	accepted := false
+	for _, aud := range c.Aud {
+		if slices.Contains(GraphAudiences, strings.ToLower(aud)) {
+			return fmt.Errorf("%w: token is for Microsoft Graph", ErrTokenWrongAudience)
+		}
+		accepted = accepted || a.audiences[aud]
+	}
+	if !accepted {
+		return fmt.Errorf("%w: %.200q", ErrTokenWrongAudience, []string(c.Aud))
+	}
+	now := a.cfg.Now()
+	if now.After(c.Exp.t.Add(a.skew)) {
+		return fmt.Errorf("%w: expired at %s", ErrTokenExpired, c.Exp.t.UTC().Format(time.RFC3339))
+	}
+	if c.Nbf.set && now.Add(a.skew).Before(c.Nbf.t) {
+		return fmt.Errorf("%w: nbf %s", ErrTokenNotYetValid, c.Nbf.t.UTC().Format(time.RFC3339))
+	}
+	if now.Add(a.skew).Before(c.Iat.t) {
+		return fmt.Errorf("%w: iat %s is in the future", ErrTokenNotYetValid, c.Iat.t.UTC().Format(time.RFC3339))
+	}
+	if c.Scp == "" && len(c.Roles) == 0 && !a.cfg.InsecureAcceptTokensWithoutScopeOrRoles {
+		return fmt.Errorf("%w: neither scp nor roles", ErrTokenNotAccessToken)
+	}
+	return nil
+}
+
+func principalOf(c *accessClaims) *Principal {
+	p := &Principal{
+		TenantID:       strings.ToLower(c.Tid),
+		ObjectID:       strings.ToLower(c.Oid),
+		Subject:        c.Sub,
+		AppID:          c.Azp,
+		Issuer:         c.Iss,
+		Version:        c.Ver,
+		AppOnly:        c.Idtyp == "app" || c.Scp == "",
+		Scopes:         strings.Fields(c.Scp),
+		AppRoles:       c.Roles,
+		DirectoryRoles: c.Wids,
+		Groups:         c.Grps,
+		Name:           c.Name,
+		Username:       c.PUN,
+		IssuedAt:       c.Iat.t,
+		ExpiresAt:      c.Exp.t,
+	}
+	if p.AppID == "" {
+		p.AppID = c.AppID
+	}
+	if p.Username == "" {
+		p.Username = c.UPN
+	}
+	if p.Username == "" {
+		p.Username = c.UName
+	}
+	return p
+}
+
+// isGUID reports whether s has the 8-4-4-4-12 hex form of a GUID.
+func isGUID(s string) bool {
+	if len(s) != 36 {
+		return false
+	}
+	for i := 0; i < 36; i++ {
+		c := s[i]
+		switch i {
+		case 8, 13, 18, 23:
+			if c != '-' {
+				return false
+			}
+		default:
+			if !('0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F') {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// checkURL accepts https URLs, and http URLs whose host is a loopback address
+// (for tests and local fakes).
+func checkURL(s string) error {
+	u, err := url.Parse(s)
+	if err != nil {
+		return err
+	}
+	switch u.Scheme {
+	case "https":
+		if u.Host == "" {
+			return fmt.Errorf("%q has no host", s)
+		}
+		return nil
+	case "http":
+		if isLoopback(u.Hostname()) {
+			return nil
+		}
+		return fmt.Errorf("%q is plain http on a non-loopback host; use https", s)
+	default:
+		return fmt.Errorf("%q is not an https URL", s)
+	}
+}
+
+func isLoopback(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}

@@ -45,19 +45,19 @@ var (
 // Machine-readable codes in the "code" member of rejection bodies. They are a
 // stable contract: clients may branch on them.
 const (
-	CodeTokenMissing         = "token_missing"
-	CodeRequestMalformed     = "request_malformed"
-	CodeTokenMalformed       = "token_malformed"
-	CodeTokenExpired         = "token_expired"
-	CodeTokenNotYetValid     = "token_not_yet_valid"
-	CodeTokenBadSignature    = "token_bad_signature"
-	CodeTokenWrongAudience   = "token_wrong_audience"
-	CodeTokenWrongIssuer     = "token_wrong_issuer"
+	CodeTokenMissing          = "token_missing"
+	CodeRequestMalformed      = "request_malformed"
+	CodeTokenMalformed        = "token_malformed"
+	CodeTokenExpired          = "token_expired"
+	CodeTokenNotYetValid      = "token_not_yet_valid"
+	CodeTokenBadSignature     = "token_bad_signature"
+	CodeTokenWrongAudience    = "token_wrong_audience"
+	CodeTokenWrongIssuer      = "token_wrong_issuer"
 	CodeTokenTenantNotAllowed = "token_tenant_not_allowed"
-	CodeTokenNotAccessToken  = "token_not_access_token"
-	CodeTokenMissingClaim    = "token_missing_claim"
-	CodeKeysUnavailable      = "token_keys_unavailable"
-	CodeInternal             = "internal_error"
+	CodeTokenNotAccessToken   = "token_not_access_token"
+	CodeTokenMissingClaim     = "token_missing_claim"
+	CodeKeysUnavailable       = "token_keys_unavailable"
+	CodeInternal              = "internal_error"
 )
 
 // RFC 6750 §3.1 error codes, the "error" member of rejection bodies and the

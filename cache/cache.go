@@ -1,0 +1,446 @@
+package cache
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"hash/maphash"
+	"runtime/debug"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	lru "github.com/hashicorp/golang-lru/v2"
+	"golang.org/x/sync/singleflight"
+)
+
+// Defaults applied by [New] to the zero fields of a [Config].
+const (
+	DefaultSize        = 10_000
+	DefaultTTL         = 30 * time.Second
+	DefaultNegativeTTL = 5 * time.Second
+	DefaultLoadTimeout = 10 * time.Second
+)
+
+// Sentinel errors. Test for them with [errors.Is]; the wrapping error's text
+// says which field or value was at fault.
+var (
+	// ErrInvalidConfig: [New] was given a negative size or duration, or no
+	// loader.
+	ErrInvalidConfig = errors.New("cache: invalid config")
+	// ErrLoaderPanicked: the [LoadFunc] panicked. The panic is turned into an
+	// error because a panic in a shared load cannot be recovered by any
+	// caller and would take the whole process down.
+	ErrLoaderPanicked = errors.New("cache: loader panicked")
+)
+
+// maxShards is the number of independently locked LRUs of a large cache.
+// golang-lru's Get takes a write lock (it reorders the list), so with one
+// LRU every request would queue on the same mutex.
+const maxShards = 16
+
+// minShardSize keeps per-shard LRU order meaningful: caches smaller than
+// maxShards*minShardSize use one shard and so evict in exact LRU order.
+const minShardSize = 16
+
+// Config sets up a [Cache]. The zero value is valid: every zero field takes
+// its default. Negative values are rejected by [New].
+type Config struct {
+	// Size is the maximum number of entries; 0 means [DefaultSize]. A cache
+	// of at least 256 entries is split into 16 shards of Size/16 (rounded
+	// up), each evicting its own least recently used entry, so eviction is
+	// LRU per shard rather than globally.
+	Size int
+	// TTL is how long a loaded value stays fresh, counted from the start of
+	// its load so that a slow load does not make the value older than TTL
+	// when served; 0 means [DefaultTTL]. [Result.NotAfter] can only shorten
+	// it.
+	TTL time.Duration
+	// NegativeTTL replaces TTL for results marked [Result.Negative]; 0 means
+	// [DefaultNegativeTTL]. It is usually shorter than TTL so that "nothing
+	// found" is re-checked soon.
+	NegativeTTL time.Duration
+	// MaxStale enables stale-if-error: when a load fails, a value that
+	// expired less than MaxStale ago is returned with [Info.Source] set to
+	// [Stale] instead of the error. 0 (the default) turns it off: a failed
+	// load fails the Get. While it is on, expired entries are kept until
+	// MaxStale past their expiry so that they can serve.
+	MaxStale time.Duration
+	// LoadTimeout bounds each load. The load's context does not inherit the
+	// callers' cancellation (see [Cache.Get]), so this is what stops it; 0
+	// means [DefaultLoadTimeout].
+	LoadTimeout time.Duration
+	// Now is the clock that decides freshness; nil means [time.Now]. Tests
+	// set a settable clock here instead of sleeping. LoadTimeout always uses
+	// real time.
+	Now func() time.Time
+}
+
+// Result is what a [LoadFunc] returns for one key.
+type Result[V any] struct {
+	// Value is returned to callers of [Cache.Get] as is, and shared by all of
+	// them: treat it as read-only.
+	Value V
+	// NotAfter, when non-zero, is the last instant the loader vouches for
+	// Value (in pimguard, the earliest endDateTime among the assignments it
+	// holds). The entry stops being fresh at NotAfter even if TTL has not
+	// run out. A NotAfter at or before the end of the load is returned to
+	// the callers of that load but never served as fresh from the cache.
+	NotAfter time.Time
+	// Negative marks a "nothing found" answer, kept for
+	// [Config.NegativeTTL] instead of [Config.TTL].
+	Negative bool
+}
+
+// LoadFunc produces the value for a key on a miss. Its context carries the
+// values of the Get that started the load but not its cancellation, and
+// times out after [Config.LoadTimeout]. Errors are returned unchanged to
+// every caller waiting for the load and are never cached. A LoadFunc is
+// called from several goroutines at once; for one key, only after a purge
+// can a second call start while the first is still running.
+type LoadFunc[K ~string, V any] func(ctx context.Context, key K) (Result[V], error)
+
+// Source says where the value returned by [Cache.Get] came from.
+type Source uint8
+
+// The zero Source accompanies an error: no value was returned.
+const (
+	// Hit: a fresh value from the cache.
+	Hit Source = iota + 1
+	// Loaded: a value from a load this Get started or joined.
+	Loaded
+	// Stale: the load failed and an expired value within [Config.MaxStale]
+	// was returned instead.
+	Stale
+)
+
+// String returns "hit", "loaded", "stale", or "none" for the zero Source.
+func (s Source) String() string {
+	switch s {
+	case Hit:
+		return "hit"
+	case Loaded:
+		return "loaded"
+	case Stale:
+		return "stale"
+	case 0:
+		return "none"
+	}
+	return fmt.Sprintf("Source(%d)", uint8(s))
+}
+
+// Info describes the value returned by [Cache.Get], for metrics, logs and
+// stale handling.
+type Info struct {
+	// Source tells a hit from a load or a stale value; zero with an error.
+	Source Source
+	// Expires is when the value stops (or, for Stale, stopped) being fresh.
+	// It can be in the past for a Loaded value whose [Result.NotAfter] had
+	// already passed.
+	Expires time.Time
+	// LoadTime is how long the load that produced the value took, also on a
+	// hit, measured with [Config.Now].
+	LoadTime time.Duration
+	// Shared reports that this Get joined a load started by another Get
+	// instead of starting its own.
+	Shared bool
+	// LoadErr, for a Stale value, is the load error the value stands in for.
+	LoadErr error
+}
+
+// Stats are counters since [New]. Each is read atomically, but a Stats is
+// not a consistent snapshot across counters while the cache is in use.
+type Stats struct {
+	Hits        uint64 // Gets answered with a fresh cached value
+	Misses      uint64 // Gets that needed a load (started or joined)
+	Loads       uint64 // calls to the LoadFunc
+	LoadErrors  uint64 // loads that returned an error or panicked
+	StaleServed uint64 // Gets answered with a Stale value
+	Evictions   uint64 // entries dropped to make room (not purges)
+}
+
+// Cache is a size-bounded, short-TTL, read-through cache. Create one with
+// [New]; a Cache is safe for concurrent use and needs no Close: it starts no
+// goroutine except one per running load, which ends with the load.
+type Cache[K ~string, V any] struct {
+	shards      []shard[K, V]
+	mask        uint64 // len(shards)-1; len(shards) is a power of two
+	seed        maphash.Seed
+	load        LoadFunc[K, V]
+	now         func() time.Time
+	ttl         time.Duration
+	negativeTTL time.Duration
+	maxStale    time.Duration
+	loadTimeout time.Duration
+}
+
+type shard[K ~string, V any] struct {
+	lru *lru.Cache[K, *entry[V]]
+	// group coalesces loads. PurgeAll replaces it so that loads started
+	// before the purge can no longer be joined.
+	group atomic.Pointer[singleflight.Group]
+	// mu orders stores against purges: a load stores its result only if gen
+	// has not moved since the load started. gen is written under mu and
+	// read without it when a load starts.
+	mu  sync.Mutex
+	gen atomic.Uint64
+
+	hits, misses, loads, loadErrors, staleServed, evictions atomic.Uint64
+
+	_ [64]byte // keep neighbouring shards' hot counters off this cache line
+}
+
+// entry is immutable once stored, so a hit can return its fields without
+// further locking.
+type entry[V any] struct {
+	value      V
+	expires    time.Time // fresh while now is before expires
+	staleUntil time.Time // servable as Stale while now is before staleUntil
+	loadTime   time.Duration
+}
+
+// New returns an empty cache that calls load on misses. It returns an error
+// wrapping [ErrInvalidConfig] when load is nil or a field of cfg is negative.
+func New[K ~string, V any](cfg Config, load LoadFunc[K, V]) (*Cache[K, V], error) {
+	if load == nil {
+		return nil, fmt.Errorf("%w: nil LoadFunc", ErrInvalidConfig)
+	}
+	if cfg.Size < 0 {
+		return nil, fmt.Errorf("%w: Size is negative (%d)", ErrInvalidConfig, cfg.Size)
+	}
+	for _, d := range []struct {
+		name string
+		v    time.Duration
+	}{
+		{"TTL", cfg.TTL},
+		{"NegativeTTL", cfg.NegativeTTL},
+		{"MaxStale", cfg.MaxStale},
+		{"LoadTimeout", cfg.LoadTimeout},
+	} {
+		if d.v < 0 {
+			return nil, fmt.Errorf("%w: %s is negative (%v)", ErrInvalidConfig, d.name, d.v)
+		}
+	}
+	c := &Cache[K, V]{
+		seed:        maphash.MakeSeed(),
+		load:        load,
+		now:         cfg.Now,
+		ttl:         orDefault(cfg.TTL, DefaultTTL),
+		negativeTTL: orDefault(cfg.NegativeTTL, DefaultNegativeTTL),
+		maxStale:    cfg.MaxStale,
+		loadTimeout: orDefault(cfg.LoadTimeout, DefaultLoadTimeout),
+	}
+	if c.now == nil {
+		c.now = time.Now
+	}
+	size := orDefault(cfg.Size, DefaultSize)
+	n := 1
+	if size >= maxShards*minShardSize {
+		n = maxShards
+	}
+	c.mask = uint64(n - 1)
+	c.shards = make([]shard[K, V], n)
+	for i := range c.shards {
+		l, err := lru.New[K, *entry[V]]((size + n - 1) / n)
+		if err != nil {
+			return nil, fmt.Errorf("cache: %w", err)
+		}
+		s := &c.shards[i]
+		s.lru = l
+		s.group.Store(new(singleflight.Group))
+	}
+	return c, nil
+}
+
+func orDefault[T comparable](v, def T) T {
+	var zero T
+	if v == zero {
+		return def
+	}
+	return v
+}
+
+func (c *Cache[K, V]) shard(key K) *shard[K, V] {
+	if c.mask == 0 {
+		return &c.shards[0]
+	}
+	return &c.shards[maphash.String(c.seed, string(key))&c.mask]
+}
+
+// Get returns the value for key: from the cache while it is fresh, otherwise
+// from a load, started by this Get or joined if one is already running for
+// key. Get is safe for concurrent use.
+//
+// A hit never blocks and ignores ctx. On a miss, Get returns ctx.Err() as
+// soon as ctx is done (without starting a load if it already is); the load
+// itself goes on for the other callers and for the cache, bounded by
+// [Config.LoadTimeout]. A failed load returns the loader's error unchanged
+// and a zero [Info], unless [Config.MaxStale] allows serving a stale value,
+// in which case the error is nil and [Info.Source] is [Stale].
+func (c *Cache[K, V]) Get(ctx context.Context, key K) (V, Info, error) {
+	s := c.shard(key)
+	if e, ok := s.lru.Get(key); ok && c.now().Before(e.expires) {
+		s.hits.Add(1)
+		return e.value, Info{Source: Hit, Expires: e.expires, LoadTime: e.loadTime}, nil
+	}
+	s.misses.Add(1)
+	return c.miss(ctx, s, key)
+}
+
+func (c *Cache[K, V]) miss(ctx context.Context, s *shard[K, V], key K) (V, Info, error) {
+	var zero V
+	if err := ctx.Err(); err != nil {
+		return zero, Info{}, err
+	}
+	// started is written by the load goroutine before it sends the result,
+	// and read only after receiving it.
+	started := false
+	ch := s.group.Load().DoChan(string(key), func() (any, error) {
+		started = true
+		return c.loadAndStore(ctx, s, key)
+	})
+	select {
+	case <-ctx.Done():
+		return zero, Info{}, ctx.Err()
+	case r := <-ch:
+		if r.Err == nil {
+			e := r.Val.(*entry[V])
+			return e.value, Info{Source: Loaded, Expires: e.expires, LoadTime: e.loadTime, Shared: !started}, nil
+		}
+		if v, info, ok := c.stale(s, key); ok {
+			info.Shared = !started
+			if info.Source == Stale {
+				info.LoadErr = r.Err
+			}
+			return v, info, nil
+		}
+		return zero, Info{}, r.Err
+	}
+}
+
+// loadAndStore runs in singleflight's goroutine, once per coalesced load.
+func (c *Cache[K, V]) loadAndStore(ctx context.Context, s *shard[K, V], key K) (any, error) {
+	gen := s.gen.Load()
+	s.loads.Add(1)
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.loadTimeout)
+	defer cancel()
+	start := c.now()
+	res, err := c.callLoad(ctx, key)
+	end := c.now()
+	if err != nil {
+		s.loadErrors.Add(1)
+		return nil, err
+	}
+	ttl := c.ttl
+	if res.Negative {
+		ttl = c.negativeTTL
+	}
+	e := &entry[V]{value: res.Value, expires: start.Add(ttl), loadTime: end.Sub(start)}
+	if !res.NotAfter.IsZero() && res.NotAfter.Before(e.expires) {
+		e.expires = res.NotAfter
+	}
+	e.staleUntil = e.expires.Add(c.maxStale)
+	// An entry that is neither fresh nor servable as stale is useless; it
+	// still replaces the previous one, which is older news.
+	keep := end.Before(e.expires) || (c.maxStale > 0 && end.Before(e.staleUntil))
+
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.gen.Load() != gen {
+		return e, nil // purged while loading: answer the waiters, store nothing
+	}
+	if !keep {
+		s.lru.Remove(key)
+	} else if s.lru.Add(key, e) {
+		s.evictions.Add(1)
+	}
+	return e, nil
+}
+
+func (c *Cache[K, V]) callLoad(ctx context.Context, key K) (res Result[V], err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("%w: %v\n\n%s", ErrLoaderPanicked, r, debug.Stack())
+		}
+	}()
+	return c.load(ctx, key)
+}
+
+// stale returns the cached value for key if it can stand in for a failed
+// load. It looks again rather than reusing what Get saw, so that a purge or a
+// newer load made meanwhile is honoured.
+func (c *Cache[K, V]) stale(s *shard[K, V], key K) (V, Info, bool) {
+	var zero V
+	if c.maxStale == 0 {
+		return zero, Info{}, false
+	}
+	e, ok := s.lru.Peek(key)
+	if !ok {
+		return zero, Info{}, false
+	}
+	now := c.now()
+	switch {
+	case now.Before(e.expires): // another load refreshed it meanwhile
+		return e.value, Info{Source: Hit, Expires: e.expires, LoadTime: e.loadTime}, true
+	case now.Before(e.staleUntil):
+		s.staleServed.Add(1)
+		return e.value, Info{Source: Stale, Expires: e.expires, LoadTime: e.loadTime}, true
+	}
+	return zero, Info{}, false
+}
+
+// Purge removes key. A load for key already running when Purge is called
+// still answers the Gets waiting for it, but its result is not stored, and
+// Gets that start after Purge returns do not join it. Loads of other keys in
+// the same shard that are running at that moment are not stored either,
+// which costs one extra load at worst. Purge is safe for concurrent use.
+func (c *Cache[K, V]) Purge(key K) {
+	s := c.shard(key)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.gen.Add(1)
+	s.lru.Remove(key)
+	s.group.Load().Forget(string(key))
+}
+
+// PurgeAll removes every entry and, like [Cache.Purge], keeps loads running
+// when it is called from storing their results. It purges one shard at a
+// time, so a concurrent Get may still see an entry of a shard not yet
+// purged; once PurgeAll returns, none remains. PurgeAll is safe for
+// concurrent use.
+func (c *Cache[K, V]) PurgeAll() {
+	for i := range c.shards {
+		s := &c.shards[i]
+		s.mu.Lock()
+		s.gen.Add(1)
+		s.lru.Purge()
+		s.group.Store(new(singleflight.Group))
+		s.mu.Unlock()
+	}
+}
+
+// Len returns the number of entries, including expired ones that have not
+// been evicted or replaced yet (expiry is checked on read, not swept).
+func (c *Cache[K, V]) Len() int {
+	n := 0
+	for i := range c.shards {
+		n += c.shards[i].lru.Len()
+	}
+	return n
+}
+
+// Stats returns the counters summed over all shards. It is safe for
+// concurrent use and does not block Gets.
+func (c *Cache[K, V]) Stats() Stats {
+	var st Stats
+	for i := range c.shards {
+		s := &c.shards[i]
+		st.Hits += s.hits.Load()
+		st.Misses += s.misses.Load()
+		st.Loads += s.loads.Load()
+		st.LoadErrors += s.loadErrors.Load()
+		st.StaleServed += s.staleServed.Load()
+		st.Evictions += s.evictions.Load()
+	}
+	return st
+}

@@ -1,0 +1,48 @@
+// Package cache is a generic, size-bounded, short-TTL cache with coalesced
+// loads, built for answers that must be fresh rather than merely fast.
+//
+// pimguard keeps each principal's live PIM state here, but the package knows
+// nothing about PIM: a [Cache] maps string-like keys to values produced by a
+// [LoadFunc], and callers read through it with [Cache.Get].
+//
+// # Freshness
+//
+// A value is fresh until the earliest of two instants: the load's start plus
+// [Config.TTL], and the bound the loader returns in [Result.NotAfter]. The
+// second exists because the loader often knows better than any TTL: a role
+// assignment that ends at 10:32:00 must not be served from the cache at
+// 10:32:00, whatever the TTL says. "Nothing found" answers ([Result.Negative])
+// use the shorter [Config.NegativeTTL], so a role that was just activated is
+// seen quickly. Expiry is checked when an entry is read; nothing sweeps the
+// cache, so it starts no background goroutine and there is nothing to stop.
+//
+// # Loads
+//
+// A miss calls the loader through golang.org/x/sync/singleflight: any number
+// of concurrent misses for one key make one load, and every caller gets its
+// result ([Info.Shared] tells the ones that joined). The load runs on
+// [context.WithoutCancel] of the first caller's context, bounded by
+// [Config.LoadTimeout], so the first caller giving up does not fail everyone
+// else; each caller still stops waiting as soon as its own context is done.
+//
+// Errors are never cached: the next Get loads again. By default a failed load
+// fails the Get (fail closed). With [Config.MaxStale] set, a value that
+// expired less than MaxStale ago is served instead, marked [Stale] in
+// [Info.Source]; callers that serve stale data must re-check whatever
+// validity the value carries itself (pimguard re-checks each assignment's end
+// time), because the cache only knows the entry's lifetime.
+//
+// # Invalidation
+//
+// [Cache.Purge] and [Cache.PurgeAll] drop entries and also win over loads that
+// were already running when they were called: such a load still answers the
+// callers waiting for it, but its result is not stored, and callers arriving
+// after the purge start a new load instead of joining the old one.
+//
+// # Performance
+//
+// The cache is split into shards chosen by [hash/maphash], each a
+// hashicorp/golang-lru/v2 LRU with its own lock, so concurrent hits on
+// different keys do not queue on one mutex. A hit allocates nothing. Counters
+// are kept per shard and summed by [Cache.Stats].
+package cache

@@ -32,9 +32,29 @@ type Options struct {
 	// other tenant fails the way Entra does (HTTP 400, AADSTS90002).
 	// Default: [TenantID] alone.
 	Tenants []string
-	// Clock is the time source for minted tokens (and, later, PIM schedules).
-	// Default: a new Clock reading the current time truncated to the second.
+	// Clock is the time source for minted tokens, PIM schedules and Graph
+	// error timestamps. Default: a new Clock reading the current time
+	// truncated to the second.
 	Clock *Clock
+	// GraphPageSize is the largest number of items one page of a Graph
+	// collection holds; further items are reached through @odata.nextLink.
+	// Zero means one page holds everything (unless $top asks for less). See
+	// also [Server.SetGraphPageSize].
+	GraphPageSize int
+	// RequireGraphAuth makes Graph requests without an "Authorization: Bearer"
+	// header fail with 401 InvalidAuthenticationToken. The token itself is
+	// not verified. Default false: such requests are served (and recorded
+	// with an empty [Request.BearerToken]). See also [Server.SetRequireGraphAuth].
+	RequireGraphAuth bool
+	// ExpandGroupRoleInstances makes the role schedule-instance endpoints,
+	// when filtered by principalId, also return one memberType "Group"
+	// instance per role the principal holds through an active membership of
+	// a role-assignable group (principalId set to the member,
+	// roleAssignmentOriginId to the group's assignment). Default false: a
+	// principalId filter returns only instances whose principalId is that
+	// principal, with memberType "Direct". Whether Graph expands is not
+	// documented; this switch lets a client be tested against both readings.
+	ExpandGroupRoleInstances bool
 }
 
 // Server is a fake Microsoft Entra tenant on loopback: OpenID Connect
@@ -46,6 +66,11 @@ type Options struct {
 // as on login.microsoftonline.com. The v2 issuer is {URL}/{tenant}/v2.0 and the
 // v1 issuer is Entra's own https://sts.windows.net/{tenant}/.
 //
+// Its Graph half, under [Server.GraphURL], emulates the Microsoft Graph
+// endpoints a PIM-aware client reads (see the package documentation) over a
+// small directory seeded with [Server.AddUser], [Server.AssignRole] and
+// friends.
+//
 // A Server is safe for concurrent use. Close it when done.
 type Server struct {
 	// URL is the base URL of the server, e.g. http://127.0.0.1:41234.
@@ -56,10 +81,18 @@ type Server struct {
 	first   string
 	srv     *httptest.Server
 
-	mu       sync.Mutex
-	keys     keyRing
-	requests []Request
-	faults   []*fault
+	dir       directory
+	closing   chan struct{}
+	closeOnce sync.Once
+
+	mu              sync.Mutex
+	keys            keyRing
+	requests        []Request
+	faults          []*fault
+	graphFaults     []*graphFault
+	pageSize        int
+	requireAuth     bool
+	expandGroupRole bool
 }
 
 // Request is one request the server received, as recorded in
@@ -70,6 +103,15 @@ type Request struct {
 	Query  string
 	// At is the fake clock's time when the request arrived.
 	At time.Time
+	// BearerToken is the token of the request's "Authorization: Bearer"
+	// header, empty when it carried none. A $batch sub-request inherits the
+	// token of its outer request.
+	BearerToken string
+	// BatchID is the id of a Graph $batch sub-request, empty for a request
+	// that arrived on its own. Sub-requests are recorded after their outer
+	// POST /v1.0/$batch, with Path prefixed by the outer version (e.g.
+	// /v1.0/users/{id}) and Query holding the sub-request's query.
+	BatchID string
 }
 
 type fault struct {
@@ -80,7 +122,14 @@ type fault struct {
 // NewServer starts a fake tenant on a loopback port. It panics if no key can
 // be generated or no port can be opened, as [httptest.NewServer] does.
 func NewServer(opts Options) *Server {
-	s := &Server{clock: opts.Clock, tenants: map[string]bool{}}
+	s := &Server{
+		clock:           opts.Clock,
+		tenants:         map[string]bool{},
+		closing:         make(chan struct{}),
+		pageSize:        opts.GraphPageSize,
+		requireAuth:     opts.RequireGraphAuth,
+		expandGroupRole: opts.ExpandGroupRoleInstances,
+	}
 	if s.clock == nil {
 		s.clock = NewClock(time.Now().Truncate(time.Second))
 	}
@@ -92,6 +141,7 @@ func NewServer(opts Options) *Server {
 		s.tenants[strings.ToLower(t)] = true
 	}
 	s.first = strings.ToLower(tenants[0])
+	s.dir.init()
 	if _, err := s.keys.rotate(); err != nil {
 		panic("graphtest: generating signing key: " + err.Error())
 	}
@@ -100,8 +150,17 @@ func NewServer(opts Options) *Server {
 	return s
 }
 
-// Close shuts the server down and waits for outstanding requests.
-func (s *Server) Close() { s.srv.Close() }
+// Close shuts the server down and waits for outstanding requests. Requests
+// held by a hang fault (see [FaultHang]) are released first.
+func (s *Server) Close() {
+	s.closeOnce.Do(func() { close(s.closing) })
+	s.srv.Close()
+}
+
+// GraphURL returns the base URL of the emulated Microsoft Graph v1.0
+// endpoint, {URL}/v1.0, for a Graph client's base URL setting. The beta
+// endpoint is served under {URL}/beta.
+func (s *Server) GraphURL() string { return s.URL + "/v1.0" }
 
 // Clock returns the clock the server mints tokens with.
 func (s *Server) Clock() *Clock { return s.clock }
@@ -146,7 +205,9 @@ func (s *Server) ResetRequests() {
 
 // InjectFault makes every request for which match returns true fail with the
 // given HTTP status and an Entra-style JSON error body, until the returned
-// function is called.
+// function is called. It sees whole HTTP requests only (not $batch
+// sub-requests) and answers in the login endpoint's error format; for Graph
+// paths prefer [Server.InjectGraphFault].
 func (s *Server) InjectFault(match func(*http.Request) bool, status int) (remove func()) {
 	f := &fault{match: match, status: status}
 	s.mu.Lock()
@@ -172,7 +233,13 @@ func PathPrefix(prefix string) func(*http.Request) bool {
 
 func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 	s.mu.Lock()
-	s.requests = append(s.requests, Request{Method: r.Method, Path: r.URL.Path, Query: r.URL.RawQuery, At: s.clock.Now()})
+	s.requests = append(s.requests, Request{
+		Method:      r.Method,
+		Path:        r.URL.Path,
+		Query:       r.URL.RawQuery,
+		At:          s.clock.Now(),
+		BearerToken: bearerToken(r.Header),
+	})
 	var injected *fault
 	for _, f := range s.faults {
 		if f.match(r) {
@@ -183,6 +250,10 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 	s.mu.Unlock()
 	if injected != nil {
 		writeEntraError(w, injected.status, "temporarily_unavailable", "AADSTS50000: injected fault")
+		return
+	}
+	if _, _, ok := splitGraphPath(r.URL.Path); ok {
+		s.serveGraph(w, r)
 		return
 	}
 	s.serveLogin(w, r)

@@ -1,0 +1,94 @@
+// Package graphtest is a fake Microsoft Entra tenant on loopback, for tests
+// and demos: a token half that stands in for login.microsoftonline.com and a
+// Graph half that stands in for the Microsoft Graph endpoints a PIM-aware
+// client reads. It uses only the standard library and go-jose; it does not
+// depend on the Graph SDK, so it stays cheap to compile.
+//
+// # Starting a tenant
+//
+// [NewServer] starts a [Server] configured by [Options]. Every clock-driven
+// behaviour (token lifetimes, PIM schedules, error timestamps) reads one
+// shared [Clock]; nothing in the package sleeps, so time passes only when a
+// test calls [Clock.Advance] or [Clock.Set]. The server records every
+// request ([Server.Requests], [Server.CountRequests], [Server.ResetRequests]),
+// including each $batch sub-request ([Request.BatchID]) and whether it
+// carried a bearer token ([Request.BearerToken]).
+//
+// # The token half
+//
+// The server serves OpenID Connect discovery for the v1 and v2 endpoints of
+// each tenant in [Options.Tenants] and a JWKS with rollover
+// ([Server.RotateSigningKey], [Server.RetireKey]). [Server.Mint] signs
+// Entra-shaped access tokens described by a [Token]; [Server.Claims] shows
+// the claims it would sign and [Server.Sign] signs anything, for tokens Mint
+// would never produce. [Server.InjectFault] and [PathPrefix] make the login
+// endpoints fail.
+//
+// # The Graph half
+//
+// [Server.GraphURL] ({URL}/v1.0; beta is under {URL}/beta) serves:
+//
+//   - GET /roleManagement/directory/roleAssignmentScheduleInstances and
+//     /roleEligibilityScheduleInstances (each also
+//     /filterByCurrentUser(on='principal')), /roleAssignments, and in beta
+//     /transitiveRoleAssignments;
+//   - GET /identityGovernance/privilegedAccess/group/assignmentScheduleInstances
+//     and /eligibilityScheduleInstances (and filterByCurrentUser), which
+//     require a $filter on groupId or principalId;
+//   - GET /users/{id|upn}, /servicePrincipals/{id}, /groups/{id},
+//     /directoryObjects/{id}, /me, and their /memberOf and
+//     /transitiveMemberOf, optionally cast to /microsoft.graph.group (or
+//     /graph.group, as the Go SDK sends it);
+//   - GET /groups (e.g. $filter=isAssignableToRole eq true);
+//   - POST /users/{id}/revokeSignInSessions and /me/revokeSignInSessions;
+//   - POST /$batch with up to [MaxBatchRequests] sub-requests, executed in
+//     order (dependsOn is honoured with 424 Failed Dependency).
+//
+// Request bodies may be gzip-compressed (Content-Encoding: gzip), as Kiota's
+// compression handler sends them.
+//
+// Collections honour $select, $filter (clauses "prop eq 'guid'",
+// "prop in ('guid',...)", "prop eq true" joined by "and"; anything else,
+// including a value that is not a quoted GUID, is a 400), $top, $count and
+// paging through @odata.nextLink and $skiptoken when [Options.GraphPageSize]
+// or [Server.SetGraphPageSize] sets a page size. Errors use Graph's envelope
+// {"error":{"code","message","innerError":{...}}}; unknown objects are 404
+// Request_ResourceNotFound. /me and filterByCurrentUser read the oid claim
+// of the bearer token without verifying it. [Options.RequireGraphAuth]
+// refuses requests without a bearer token.
+//
+// # Seeding the directory and driving PIM
+//
+// [Server.AddUser], [Server.AddServicePrincipal], [Server.AddGroup] and
+// [Server.AddGroupMember] build a small directory. [Server.AssignRole] and
+// [Server.MakeEligible] give directory roles (to users, service principals
+// or role-assignable groups); [Server.ActivateRole] and
+// [Server.DeactivateRole] drive PIM activation. [Server.AssignGroup],
+// [Server.MakeGroupEligible], [Server.ActivateGroup] and
+// [Server.DeactivateGroup] do the same for PIM for Groups; an active member
+// instance makes the principal a (transitive) member of the group while it
+// lasts. An instance whose endDateTime is not after the clock's now, or
+// whose startDateTime is after it, is not returned. The seeding methods
+// return errors wrapping [ErrInvalid], [ErrNotFound], [ErrConflict],
+// [ErrNotEligible] or [ErrNotActive].
+//
+// # Faults on demand
+//
+// [Server.InjectGraphFault] makes Graph requests selected by a [GraphMatch]
+// (path prefix, method, inside or outside a $batch) misbehave as a [Fault]
+// describes: any status with a Graph error code (see [DeniedFault],
+// [ScopeNotGrantedFault], [LicenseRequiredFault], [ThrottledFault] with an
+// integer, fractional or absent Retry-After), a malformed or wrongly shaped
+// body ([MalformedJSONFault], [WrongShapeFault]), an @odata.nextLink that
+// leaves the host or loops ([FaultNextLink], [FaultNextLinkLoop]), a dropped
+// connection ([FaultDropConnection]) or a hang until the client gives up
+// ([FaultHang]); [Fault.Times] limits it to the next N matching requests.
+//
+// # What is not modelled
+//
+// Token verification by Graph, permissions and consent, activation policies
+// (maximum duration, MFA, approval, justification), schedule requests and
+// schedules (only instances), directory roles as objects, administrative
+// units beyond their IDs in directoryScopeId, app scopes, dynamic groups,
+// and Graph's $expand, $orderby and $search (answered with 400).
+package graphtest

@@ -1,0 +1,110 @@
+package graphcheck
+
+import (
+	"context"
+	"errors"
+	"fmt"
+)
+
+// Principal identifies whose state to fetch.
+type Principal struct {
+	// TenantID and ObjectID are the token's tid and oid, lower-case GUIDs.
+	TenantID string
+	ObjectID string
+	// ServicePrincipal is true for app-only tokens: the object is a service
+	// principal, not a user, which changes the Graph paths used and skips
+	// user-only checks.
+	ServicePrincipal bool
+}
+
+// Key returns "tenant/object", a cache key for the principal.
+func (p Principal) Key() string { return p.TenantID + "/" + p.ObjectID }
+
+// Validate checks that both IDs are GUIDs. Sources call it before putting
+// an ID into a URL or an OData $filter: an oid is attacker-influenced input.
+func (p Principal) Validate() error {
+	if !IsGUID(p.TenantID) {
+		return fmt.Errorf("%w: tenant ID %.40q is not a GUID", ErrInvalidPrincipal, p.TenantID)
+	}
+	if !IsGUID(p.ObjectID) {
+		return fmt.Errorf("%w: object ID %.40q is not a GUID", ErrInvalidPrincipal, p.ObjectID)
+	}
+	return nil
+}
+
+// Source fetches a principal's live PIM state. Implementations must be safe
+// for concurrent use, must bound every call (the ctx deadline and their own
+// timeout), and must return either a State that reflects Graph's answer or
+// an error wrapping one of the sentinels below: never an empty State for a
+// failure.
+type Source interface {
+	Lookup(ctx context.Context, p Principal) (*State, error)
+}
+
+// SourceFunc adapts a function to [Source].
+type SourceFunc func(ctx context.Context, p Principal) (*State, error)
+
+// Lookup calls f.
+func (f SourceFunc) Lookup(ctx context.Context, p Principal) (*State, error) { return f(ctx, p) }
+
+// Error classes. Test with [errors.Is]; wrapping errors carry detail for
+// logs (never a token).
+var (
+	// ErrInvalidPrincipal: the principal's IDs are not GUIDs. Nothing was sent.
+	ErrInvalidPrincipal = errors.New("graphcheck: invalid principal")
+	// ErrPrincipalNotFound: Graph answered 404 Request_ResourceNotFound for
+	// the principal — the object was deleted. A definite answer, not an outage.
+	ErrPrincipalNotFound = errors.New("graphcheck: principal not found in the directory")
+	// ErrPermissionDenied: the application lacks a Graph permission (403
+	// Authorization_RequestDenied, or PIM's PermissionScopeNotGranted). A
+	// configuration error; see [PermissionError] for which permission.
+	ErrPermissionDenied = errors.New("graphcheck: Graph permission missing")
+	// ErrLicenseRequired: the tenant lacks the licence PIM needs (403
+	// AadPremiumLicenseRequired: Microsoft Entra ID P2 or Governance).
+	ErrLicenseRequired = errors.New("graphcheck: tenant licence required")
+	// ErrUnavailable: Graph could not answer now — throttling (429), 5xx,
+	// timeouts, connection failures, malformed or unexpected bodies. Retry
+	// later; never read it as "no roles".
+	ErrUnavailable = errors.New("graphcheck: Graph unavailable")
+)
+
+// PermissionError names the permission whose absence made Graph refuse a
+// request. It wraps [ErrPermissionDenied] or [ErrLicenseRequired].
+type PermissionError struct {
+	// Permission is the application permission to grant, e.g.
+	// "RoleAssignmentSchedule.Read.Directory", or the licence to buy.
+	Permission string
+	// Request is the Graph request that was refused (path, no query values).
+	Request string
+	// Code is Graph's error code.
+	Code string
+	// Err is ErrPermissionDenied or ErrLicenseRequired.
+	Err error
+}
+
+func (e *PermissionError) Error() string {
+	return fmt.Sprintf("%v: %s refused with %s; grant %s", e.Err, e.Request, e.Code, e.Permission)
+}
+
+func (e *PermissionError) Unwrap() error { return e.Err }
+
+// IsGUID reports whether s has the 8-4-4-4-12 hexadecimal form of a GUID.
+func IsGUID(s string) bool {
+	if len(s) != 36 {
+		return false
+	}
+	for i := 0; i < 36; i++ {
+		c := s[i]
+		switch i {
+		case 8, 13, 18, 23:
+			if c != '-' {
+				return false
+			}
+		default:
+			if !('0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F') {
+				return false
+			}
+		}
+	}
+	return true
+}

@@ -31,6 +31,21 @@ var okHandler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { 
 // Authenticator with a warm verified-token cache.
 func benchSetup(b *testing.B, cacheSize int) (req *http.Request, bare, goOIDC, pimguard http.Handler, done func()) {
 	b.Helper()
+	e := newBenchEnv(b, cacheSize)
+	return e.req, e.bare, e.goOIDC, e.pimguard, e.tenant.Close
+}
+
+// benchEnv is what benchSetup builds, with the Authenticator and the fake
+// tenant exposed for benchmarks that add middleware behind it.
+type benchEnv struct {
+	req                    *http.Request
+	bare, goOIDC, pimguard http.Handler
+	auth                   *middleware.Authenticator
+	tenant                 *graphtest.Server
+}
+
+func newBenchEnv(b *testing.B, cacheSize int) *benchEnv {
+	b.Helper()
 	tenant := graphtest.NewServer(graphtest.Options{})
 	auth, err := middleware.NewAuthenticator(context.Background(), middleware.AuthenticatorConfig{
 		Tenants: []string{graphtest.TenantID}, Audiences: []string{graphtest.APIClientID}, Authority: tenant.URL,
@@ -41,7 +56,7 @@ func benchSetup(b *testing.B, cacheSize int) (req *http.Request, bare, goOIDC, p
 	}
 	ks := oidc.NewRemoteKeySet(context.Background(), tenant.URL+"/"+graphtest.TenantID+"/discovery/v2.0/keys")
 	verifier := oidc.NewVerifier(tenant.Issuer(graphtest.TenantID, 2), ks, &oidc.Config{ClientID: graphtest.APIClientID, Now: tenant.Clock().Now})
-	goOIDC = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	goOIDC := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		raw, err := middleware.BearerToken(r, middleware.DefaultMaxTokenBytes)
 		if err != nil {
 			w.WriteHeader(http.StatusUnauthorized)
@@ -57,9 +72,9 @@ func benchSetup(b *testing.B, cacheSize int) (req *http.Request, bare, goOIDC, p
 		ObjectID: "4d5e6f70-8192-4a3b-8c4d-5e6f70819203", Username: "jane@contoso.example", Name: "Jane Doe",
 		Wids: []string{"729827e3-9c14-49f7-bb1b-9608f156bbb8", "b79fbf4d-3ef9-4689-8143-76b194e85509"},
 	})
-	req = httptest.NewRequest(http.MethodGet, "/api/me", nil)
+	req := httptest.NewRequest(http.MethodGet, "/api/me", nil)
 	req.Header.Set("Authorization", "Bearer "+tok)
-	pimguard = auth.Handler(okHandler)
+	pimguard := auth.Handler(okHandler)
 	// Warm every path once (key sets fetched, token cached) and check it works.
 	for _, h := range []http.Handler{goOIDC, pimguard} {
 		rec := httptest.NewRecorder()
@@ -68,7 +83,7 @@ func benchSetup(b *testing.B, cacheSize int) (req *http.Request, bare, goOIDC, p
 			b.Fatalf("warm-up: status %d %s", rec.Code, rec.Body)
 		}
 	}
-	return req, okHandler, goOIDC, pimguard, tenant.Close
+	return &benchEnv{req: req, bare: okHandler, goOIDC: goOIDC, pimguard: pimguard, auth: auth, tenant: tenant}
 }
 
 func serveLoop(b *testing.B, h http.Handler, req *http.Request) {
@@ -124,6 +139,7 @@ func BenchmarkAuthenticateOverhead(b *testing.B) {
 		b.ReportMetric(mp.ns/mo.ns, "x-go-oidc")
 		b.ReportMetric(mo.ns, "go-oidc-ns/op")
 		b.ReportMetric(mo.allocs, "go-oidc-allocs/op")
+		b.ReportMetric(float64(len(req.Header.Get("Authorization"))-len("Bearer ")), "token-bytes")
 	}
 }
 

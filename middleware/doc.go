@@ -38,6 +38,49 @@
 // to change it. Error descriptions are fixed sentences: neither the token nor
 // internal error text ever reaches a client or a log record.
 //
+// # Authorization against live PIM state
+//
+// [NewGuard] builds a [Guard] from a [GuardConfig] whose Source is a
+// graphcheck.Source (the Graph-backed one in graphcheck/msgraph, or a fake).
+// [Guard.Require] turns a [Requirement] into a func(http.Handler)
+// http.Handler for one route, mounted after [Authenticator.Handler]:
+//
+//	r.Use(auth.Handler)
+//	r.With(guard.Require(middleware.Role(middleware.RoleUserAdministrator))).Post("/api/users/{id}/reset", h)
+//
+// Requirements are [Role] (tenant-wide only), [RoleInScope] (e.g. an
+// administrative unit, [AdministrativeUnitScope]), [GroupMember] and
+// [GroupOwner] (PIM for Groups), [AppRole] and [Scope] (from the token), and
+// their combinations [AllOf] and [AnyOf]; the built-in role template IDs
+// are constants such as [RoleGlobalAdministrator].
+//
+// For each request the Guard takes the principal's live state from a
+// process-wide cache (package cache: one coalesced Source lookup per
+// principal on a miss, [GuardConfig.CacheTTL], never past the earliest end
+// time it holds) and decides the requirement at [GuardConfig.Now]: data is
+// cached, decisions never are, so an assignment stops counting at the very
+// instant it ends. Under [PolicyLive] (the default) the token's wids and
+// groups claims play no part; [PolicyTokenAndLive] requires both to agree.
+// An allowed request reaches the handler with the state in its context
+// ([LiveStateFromContext], [ActiveRoles], [ActiveGroups]); [Guard.Load]
+// does that without requiring anything.
+//
+// Every other outcome answers without calling the handler: 403
+// insufficient_scope with code role_not_active, group_not_active,
+// role_not_in_token, group_not_in_token, app_role_missing or scope_missing,
+// naming what was required and, when the cached state knows, when it ended:
+//
+//	{"error": "insufficient_scope", "error_description": "…", "code": "role_not_active",
+//	 "required": ["role:fe930be7-5e62-47db-91af-98c3a49a38b1"], "ended_at": "2026-11-25T10:30:00Z"}
+//
+// 503 pim_unavailable with Retry-After when the state cannot be fetched and
+// [GuardConfig.MaxStale] allows no older one (Graph down or throttled, a
+// missing permission or licence, a timeout, anything unknown); 401
+// principal_not_found when the directory no longer has the principal; 500
+// internal_error when no Authenticator ran before the Guard. Each decision
+// is one slog record (tenant, oid, requirement, outcome, code, state source
+// cache/graph/stale, lookup latency), never the token.
+//
 // This package never imports the Microsoft Graph SDK: live PIM state comes
 // through interfaces, so users who bring their own source do not compile it.
 package middleware

@@ -42,6 +42,39 @@ var (
 	ErrKeysUnavailable = errors.New("middleware: signing keys unavailable")
 )
 
+// Sentinel errors of authorization by a [Guard]. They reach the [ErrorWriter]
+// in [Rejection.Err] (wrapped, with the requirement or the source's error
+// for logs) and [RejectionFor] classifies them like the ones above.
+var (
+	// ErrRoleNotActive: a required directory role is not active now in the
+	// principal's live PIM state.
+	ErrRoleNotActive = errors.New("middleware: required role not active")
+	// ErrGroupNotActive: a required PIM-for-Groups membership or ownership is
+	// not active now in the principal's live PIM state.
+	ErrGroupNotActive = errors.New("middleware: required group not active")
+	// ErrRoleNotInToken: under [PolicyTokenAndLive], the role is active but
+	// the token's wids claim does not list it; a new token would.
+	ErrRoleNotInToken = errors.New("middleware: required role not in token")
+	// ErrGroupNotInToken: under [PolicyTokenAndLive], the membership is
+	// active but the token's groups claim does not list the group.
+	ErrGroupNotInToken = errors.New("middleware: required group not in token")
+	// ErrAppRoleMissing: the token's roles claim lacks a required app role.
+	ErrAppRoleMissing = errors.New("middleware: required app role missing")
+	// ErrScopeMissing: the token's scp claim lacks a required scope.
+	ErrScopeMissing = errors.New("middleware: required scope missing")
+	// ErrPIMUnavailable: the live PIM state could not be fetched (Graph down,
+	// throttled, a permission or licence missing, a timeout) and no usable
+	// state was cached, so the request can be neither allowed nor denied.
+	ErrPIMUnavailable = errors.New("middleware: live PIM state unavailable")
+	// ErrPrincipalNotFound: the directory says the token's principal does not
+	// exist (deleted since the token was issued), or its IDs are not GUIDs.
+	ErrPrincipalNotFound = errors.New("middleware: principal not found in the directory")
+	// ErrNoPrincipal: a [Guard] ran on a request that carries no [Principal],
+	// i.e. without an [Authenticator] in front of it: a wiring bug, answered
+	// with 500 so that it is noticed and never mistaken for a decision.
+	ErrNoPrincipal = errors.New("middleware: no authenticated principal in the request context; mount Authenticator.Handler before Guard")
+)
+
 // Machine-readable codes in the "code" member of rejection bodies. They are a
 // stable contract: clients may branch on them.
 const (
@@ -58,6 +91,16 @@ const (
 	CodeTokenMissingClaim     = "token_missing_claim"
 	CodeKeysUnavailable       = "token_keys_unavailable"
 	CodeInternal              = "internal_error"
+
+	// Codes of [Guard] rejections.
+	CodeRoleNotActive     = "role_not_active"
+	CodeGroupNotActive    = "group_not_active"
+	CodeRoleNotInToken    = "role_not_in_token"
+	CodeGroupNotInToken   = "group_not_in_token"
+	CodeAppRoleMissing    = "app_role_missing"
+	CodeScopeMissing      = "scope_missing"
+	CodePIMUnavailable    = "pim_unavailable"
+	CodePrincipalNotFound = "principal_not_found"
 )
 
 // RFC 6750 §3.1 error codes, the "error" member of rejection bodies and the
@@ -71,7 +114,7 @@ const (
 // Rejection describes a refused request: what the client is told, and the
 // cause, which is for logs only. An [ErrorWriter] renders it.
 type Rejection struct {
-	// Status is the HTTP status: 400, 401, 403 or 503.
+	// Status is the HTTP status: 400, 401, 403, 500 or 503.
 	Status int
 	// OAuthError is the RFC 6750 error code; empty when no token was presented
 	// (RFC 6750 §3.1: no error information in that case).
@@ -86,6 +129,19 @@ type Rejection struct {
 	RetryAfter time.Duration
 	// Err is the underlying cause. Never send it to the client.
 	Err error
+
+	// Required lists, for a [Guard] denial, the requirements that were not
+	// met, in the form of [Requirement.String] (e.g. "role:62e90394-…",
+	// "group-member:…"), without the [AllOf] / [AnyOf] structure: where
+	// the requirement offers alternatives, meeting one of them may be
+	// enough (the decision log has the whole requirement). Empty for other
+	// rejections.
+	Required []string
+	// EndedAt, when not zero, is when the latest of the missing assignments
+	// ended, as far as the cached live state knows; zero when it is not
+	// known (e.g. the assignment never was active, or ended before the
+	// state was fetched).
+	EndedAt time.Time
 }
 
 // ErrorWriter renders a [Rejection]. Replace the default ([WriteRejection]) to
@@ -116,13 +172,21 @@ var rejectionKinds = []rejectionKind{
 	{ErrTokenNotAccessToken, http.StatusUnauthorized, OAuthInvalidToken, CodeTokenNotAccessToken, "The token is not an access token."},
 	{ErrTokenMissingClaim, http.StatusUnauthorized, OAuthInvalidToken, CodeTokenMissingClaim, "The access token lacks a required claim."},
 	{ErrKeysUnavailable, http.StatusServiceUnavailable, "", CodeKeysUnavailable, "The token signing keys cannot be fetched; try again shortly."},
+	{ErrRoleNotActive, http.StatusForbidden, OAuthInsufficientScope, CodeRoleNotActive, "A required privileged role is not active; activate it in Privileged Identity Management and retry."},
+	{ErrGroupNotActive, http.StatusForbidden, OAuthInsufficientScope, CodeGroupNotActive, "A required privileged group membership is not active; activate it in Privileged Identity Management and retry."},
+	{ErrRoleNotInToken, http.StatusForbidden, OAuthInsufficientScope, CodeRoleNotInToken, "The access token does not carry a required role; obtain a new token and retry."},
+	{ErrGroupNotInToken, http.StatusForbidden, OAuthInsufficientScope, CodeGroupNotInToken, "The access token does not carry a required group; obtain a new token and retry."},
+	{ErrAppRoleMissing, http.StatusForbidden, OAuthInsufficientScope, CodeAppRoleMissing, "The access token lacks a required application role."},
+	{ErrScopeMissing, http.StatusForbidden, OAuthInsufficientScope, CodeScopeMissing, "The access token lacks a required scope."},
+	{ErrPIMUnavailable, http.StatusServiceUnavailable, "", CodePIMUnavailable, "Privileged role state cannot be checked right now; try again shortly."},
+	{ErrPrincipalNotFound, http.StatusUnauthorized, OAuthInvalidToken, CodePrincipalNotFound, "The principal of the access token does not exist in the directory."},
 }
 
 // keysRetryAfter is the Retry-After sent when signing keys are unavailable.
 const keysRetryAfter = 5 * time.Second
 
-// RejectionFor classifies err, as returned by [Authenticator.Authenticate],
-// into the [Rejection] a client receives. Unknown errors become a 500 with
+// RejectionFor classifies err, as returned by [Authenticator.Authenticate]
+// or produced by a [Guard], into the [Rejection] a client receives. Unknown errors become a 500 with
 // code "internal_error": a bug must never look like a valid decision.
 func RejectionFor(err error, realm string) *Rejection {
 	for _, k := range rejectionKinds {
@@ -137,16 +201,21 @@ func RejectionFor(err error, realm string) *Rejection {
 	return &Rejection{Status: http.StatusInternalServerError, Code: CodeInternal, Description: "Internal error.", Realm: realm, Err: err}
 }
 
-// errorBody is the JSON body of every rejection.
+// errorBody is the JSON body of every rejection. The members after code are
+// present only when the rejection has them.
 type errorBody struct {
-	Error            string `json:"error,omitempty"`
-	ErrorDescription string `json:"error_description"`
-	Code             string `json:"code"`
+	Error            string   `json:"error,omitempty"`
+	ErrorDescription string   `json:"error_description"`
+	Code             string   `json:"code"`
+	Required         []string `json:"required,omitempty"`
+	EndedAt          string   `json:"ended_at,omitempty"`
 }
 
 // WriteRejection is the default [ErrorWriter]. It sets WWW-Authenticate on
 // 400, 401 and 403 responses (RFC 6750 §3), Retry-After when the rejection
-// has one, and writes {"error", "error_description", "code"} as JSON.
+// has one, and writes {"error", "error_description", "code"} as JSON, with
+// "required" and "ended_at" (RFC 3339, UTC) added when the rejection has
+// them.
 func WriteRejection(w http.ResponseWriter, _ *http.Request, rej *Rejection) {
 	h := w.Header()
 	switch rej.Status {
@@ -160,7 +229,11 @@ func WriteRejection(w http.ResponseWriter, _ *http.Request, rej *Rejection) {
 	h.Set("Cache-Control", "no-store")
 	h.Set("X-Content-Type-Options", "nosniff")
 	w.WriteHeader(rej.Status)
-	_ = json.NewEncoder(w).Encode(errorBody{Error: rej.OAuthError, ErrorDescription: rej.Description, Code: rej.Code})
+	body := errorBody{Error: rej.OAuthError, ErrorDescription: rej.Description, Code: rej.Code, Required: rej.Required}
+	if !rej.EndedAt.IsZero() {
+		body.EndedAt = rej.EndedAt.UTC().Format(time.RFC3339)
+	}
+	_ = json.NewEncoder(w).Encode(body)
 }
 
 // challenge builds the RFC 6750 §3 WWW-Authenticate value.

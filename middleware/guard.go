@@ -1,0 +1,475 @@
+package middleware
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/pimguard/pimguard/cache"
+	"github.com/pimguard/pimguard/graphcheck"
+)
+
+// Defaults applied by [NewGuard] to zero-valued [GuardConfig] fields.
+const (
+	DefaultStateCacheSize   = cache.DefaultSize
+	DefaultStateTTL         = 30 * time.Second
+	DefaultNegativeStateTTL = 5 * time.Second
+	DefaultLookupTimeout    = 10 * time.Second
+	DefaultPIMRetryAfter    = 5 * time.Second
+)
+
+// ClaimsPolicy says whether the token's wids and groups claims take part in
+// authorization. The zero value is [PolicyLive].
+type ClaimsPolicy uint8
+
+const (
+	// PolicyLive (the default) decides on the live PIM state alone: wids and
+	// groups are ignored, so a role activated after the token was issued
+	// works with the token already in hand, and a role deactivated since is
+	// refused although the token still lists it.
+	PolicyLive ClaimsPolicy = iota
+	// PolicyTokenAndLive requires the token and the live state to agree: a
+	// tenant-wide role must also be in wids, a group membership also in
+	// groups. Activating a role then takes a new token too. Requirements
+	// the token has no claim for (roles scoped to an administrative unit,
+	// group ownership) are decided on the live state alone; a groups claim
+	// left out by Entra for overage (too many groups) denies.
+	PolicyTokenAndLive
+)
+
+// String returns "live" or "token-and-live".
+func (p ClaimsPolicy) String() string {
+	switch p {
+	case PolicyLive:
+		return "live"
+	case PolicyTokenAndLive:
+		return "token-and-live"
+	}
+	return fmt.Sprintf("ClaimsPolicy(%d)", uint8(p))
+}
+
+// GuardConfig configures a [Guard]. Source is required; every other field
+// has a default, and the defaults fail closed.
+type GuardConfig struct {
+	// Source fetches a principal's live PIM state, e.g. the Graph-backed
+	// source of graphcheck/msgraph, or a graphcheck.SourceFunc in tests. It
+	// is called only on a cache miss, at most once at a time per principal.
+	Source graphcheck.Source
+
+	// CacheSize is how many principals' states are kept. Default
+	// [DefaultStateCacheSize]; a full cache evicts the least recently used.
+	CacheSize int
+
+	// CacheTTL is how long a fetched state is served before it is fetched
+	// again: the longest a role deactivated or removed before its end time
+	// can still be honoured. A state is never served as fresh past the
+	// earliest end time among its assignments, whatever the TTL, and every
+	// decision checks each assignment's window at the request's instant.
+	// Default [DefaultStateTTL].
+	CacheTTL time.Duration
+
+	// NegativeTTL replaces CacheTTL for states holding no assignment at all,
+	// so that a fresh activation is seen quickly. Default
+	// [DefaultNegativeStateTTL]. It also bounds how long "principal not
+	// found" is remembered.
+	NegativeTTL time.Duration
+
+	// MaxStale enables stale-if-error: when a refresh fails, a state that
+	// expired less than MaxStale ago still decides, marked "stale" in the
+	// decision log. Its assignments still end at their end times (a stale
+	// state never extends one), but a role deactivated early is not seen
+	// until Graph answers again. Zero (the default) fails closed: no fresh
+	// state, no access (503).
+	MaxStale time.Duration
+
+	// LookupTimeout bounds one Source lookup. The lookup runs detached from
+	// the request that started it (other requests may be waiting for it);
+	// each request still stops waiting when its own context is done.
+	// Default [DefaultLookupTimeout].
+	LookupTimeout time.Duration
+
+	// RetryAfter is the Retry-After sent with 503 pim_unavailable. Default
+	// [DefaultPIMRetryAfter].
+	RetryAfter time.Duration
+
+	// ClaimsPolicy is [PolicyLive] (zero value) or [PolicyTokenAndLive].
+	ClaimsPolicy ClaimsPolicy
+
+	// DenialLogLevel is the level of decision records for denied requests.
+	// Default (nil) [slog.LevelInfo].
+	DenialLogLevel slog.Leveler
+	// AllowLogLevel is the level of decision records for allowed requests.
+	// Default (nil) [slog.LevelDebug]. Failures to get the live state are
+	// logged at Warn, or at Error for a missing Graph permission or licence
+	// (naming it), whatever these say.
+	AllowLogLevel slog.Leveler
+
+	// Logger receives one record per decision: tenant, object ID,
+	// requirement, outcome, code, where the state came from and the lookup
+	// latency. It never receives a token. Default [slog.Default].
+	Logger *slog.Logger
+
+	// Now is the clock of decisions and of the cache. Default [time.Now].
+	Now func() time.Time
+
+	// Realm is the realm of WWW-Authenticate challenges. Default [DefaultRealm].
+	Realm string
+
+	// ErrorWriter renders rejections. Default [WriteRejection].
+	ErrorWriter ErrorWriter
+}
+
+// Guard authorizes requests against live PIM state: per route, it allows a
+// request only while the required role or group is active now. Build one
+// with [NewGuard], share it between routes (it holds the state cache), and
+// mount its middleware ([Guard.Require], [Guard.Load]) after
+// [Authenticator.Handler]. A Guard is safe for concurrent use.
+//
+// The cache holds data, never decisions: every request is decided at
+// [GuardConfig.Now] against the principal's cached state, so an assignment
+// stops counting at its end time even while its state is cached.
+type Guard struct {
+	cfg      GuardConfig
+	cache    *cache.Cache[string, *lookupResult]
+	denyLvl  slog.Leveler
+	allowLvl slog.Leveler
+}
+
+// lookupResult is a cached answer of the Source: a state, or the definite
+// answer that the principal does not exist.
+type lookupResult struct {
+	state    *graphcheck.State
+	notFound error
+}
+
+// NewGuard validates cfg, applies its defaults and returns a Guard with an
+// empty cache. It makes no network call.
+func NewGuard(cfg GuardConfig) (*Guard, error) {
+	if cfg.Source == nil {
+		return nil, errors.New("middleware: GuardConfig.Source is nil: give the live PIM source (e.g. graphcheck/msgraph)")
+	}
+	for _, d := range []struct {
+		name string
+		v    time.Duration
+	}{
+		{"CacheTTL", cfg.CacheTTL}, {"NegativeTTL", cfg.NegativeTTL}, {"MaxStale", cfg.MaxStale},
+		{"LookupTimeout", cfg.LookupTimeout}, {"RetryAfter", cfg.RetryAfter},
+	} {
+		if d.v < 0 {
+			return nil, fmt.Errorf("middleware: GuardConfig.%s is negative (%v)", d.name, d.v)
+		}
+	}
+	if cfg.CacheSize < 0 {
+		return nil, fmt.Errorf("middleware: GuardConfig.CacheSize is negative (%d)", cfg.CacheSize)
+	}
+	if cfg.ClaimsPolicy > PolicyTokenAndLive {
+		return nil, fmt.Errorf("middleware: GuardConfig.ClaimsPolicy: unknown %v", cfg.ClaimsPolicy)
+	}
+	if cfg.CacheSize == 0 {
+		cfg.CacheSize = DefaultStateCacheSize
+	}
+	if cfg.CacheTTL == 0 {
+		cfg.CacheTTL = DefaultStateTTL
+	}
+	if cfg.NegativeTTL == 0 {
+		cfg.NegativeTTL = DefaultNegativeStateTTL
+	}
+	if cfg.LookupTimeout == 0 {
+		cfg.LookupTimeout = DefaultLookupTimeout
+	}
+	if cfg.RetryAfter == 0 {
+		cfg.RetryAfter = DefaultPIMRetryAfter
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.Realm == "" {
+		cfg.Realm = DefaultRealm
+	}
+	if cfg.ErrorWriter == nil {
+		cfg.ErrorWriter = WriteRejection
+	}
+	g := &Guard{cfg: cfg, denyLvl: cfg.DenialLogLevel, allowLvl: cfg.AllowLogLevel}
+	if g.denyLvl == nil {
+		g.denyLvl = slog.LevelInfo
+	}
+	if g.allowLvl == nil {
+		g.allowLvl = slog.LevelDebug
+	}
+	c, err := cache.New(cache.Config{
+		Size: cfg.CacheSize, TTL: cfg.CacheTTL, NegativeTTL: cfg.NegativeTTL,
+		MaxStale: cfg.MaxStale, LoadTimeout: cfg.LookupTimeout, Now: cfg.Now,
+	}, g.load)
+	if err != nil {
+		return nil, fmt.Errorf("middleware: GuardConfig: %w", err)
+	}
+	g.cache = c
+	return g, nil
+}
+
+// MustNewGuard is like [NewGuard] but panics on error.
+func MustNewGuard(cfg GuardConfig) *Guard {
+	g, err := NewGuard(cfg)
+	if err != nil {
+		panic(err)
+	}
+	return g
+}
+
+// Require returns a middleware that lets a request through only if r is met
+// now: it reads the [Principal] that [Authenticator.Handler] put in the
+// context, gets the principal's live state (from the cache, or one coalesced
+// Source lookup), decides r at [GuardConfig.Now], and on success calls next
+// with the state in the context ([LiveStateFromContext]). It fits chi's With
+// and Use, alice, and plain net/http wrapping.
+//
+// Every other path answers without calling next: 403 insufficient_scope
+// when r is not met; 401 principal_not_found when the directory says the
+// principal no longer exists; 503 pim_unavailable with Retry-After when the
+// state cannot be fetched and MaxStale does not allow an older one; and 500
+// internal_error when no Principal is in the context (no Authenticator in
+// front: a wiring bug, refused rather than guessed at).
+//
+// Require panics if r is invalid ([Requirement.Validate]), so that a
+// mistyped role ID fails when routes are built, not on a request. A
+// requirement made only of [AppRole] and [Scope] is decided from the token
+// and does not fetch the live state.
+func (g *Guard) Require(r Requirement) func(http.Handler) http.Handler {
+	if err := r.Validate(); err != nil {
+		panic(err)
+	}
+	return g.middleware(r)
+}
+
+// Load is a middleware that fetches the principal's live state and puts it
+// in the context ([LiveStateFromContext]) without requiring anything, for
+// routes such as /api/me that show a caller what is active. Its failures are
+// those of [Guard.Require]: a request is never served without a state.
+func (g *Guard) Load(next http.Handler) http.Handler {
+	return g.middleware(Requirement{kind: kindLoad})(next)
+}
+
+// rule is a validated requirement with what the request path needs of it.
+type rule struct {
+	req       Requirement
+	str       string
+	needsLive bool
+}
+
+func (g *Guard) middleware(r Requirement) func(http.Handler) http.Handler {
+	ru := &rule{req: r, str: r.String(), needsLive: r.needsLive()}
+	return func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+			g.serve(w, req, next, ru)
+		})
+	}
+}
+
+// State sources named in decision records.
+const (
+	stateNone  = "none"  // not needed, or not obtained
+	stateCache = "cache" // a fresh cache entry
+	stateGraph = "graph" // a Source lookup made or joined by this request
+	stateStale = "stale" // an expired entry standing in for a failed lookup
+)
+
+// decision is what one request's decision record says.
+type decision struct {
+	rule    *rule
+	p       *Principal
+	outcome string // allow, deny or error
+	source  string
+	latency time.Duration
+	level   slog.Level
+	rej     *Rejection
+	attrs   []slog.Attr
+}
+
+func (g *Guard) serve(w http.ResponseWriter, r *http.Request, next http.Handler, ru *rule) {
+	ctx := r.Context()
+	p, ok := PrincipalFromContext(ctx)
+	if !ok {
+		g.finish(w, r, &decision{rule: ru, outcome: "error", source: stateNone, level: slog.LevelError,
+			rej: g.rejection(ErrNoPrincipal)})
+		return
+	}
+	d := decision{rule: ru, p: p, source: stateNone}
+	var state *graphcheck.State
+	if ru.needsLive {
+		var err error
+		state, err = g.lookup(ctx, p, &d)
+		if err != nil {
+			d.rej = g.rejection(err)
+			g.finish(w, r, &d)
+			return
+		}
+	}
+	e := evaluation{state: state, principal: p, now: g.cfg.Now(), tokenAndLive: g.cfg.ClaimsPolicy == PolicyTokenAndLive}
+	if !ru.req.eval(&e) {
+		d.outcome, d.level = "deny", g.denyLvl.Level()
+		d.rej = g.denial(ru, e.failures)
+		g.finish(w, r, &d)
+		return
+	}
+	d.outcome, d.level = "allow", g.allowLvl.Level()
+	g.finish(w, r, &d)
+	if state != nil {
+		r = r.WithContext(ContextWithLiveState(ctx, state))
+	}
+	next.ServeHTTP(w, r)
+}
+
+// lookup returns p's live state, filling in d's source, latency and, on
+// failure, outcome, level and log attributes. Errors wrap ErrPIMUnavailable
+// or ErrPrincipalNotFound.
+func (g *Guard) lookup(ctx context.Context, p *Principal, d *decision) (*graphcheck.State, error) {
+	start := time.Now()
+	// The loader reads p from ctx (PrincipalFromContext): the cache key
+	// alone does not say whether it is a service principal.
+	v, info, err := g.cache.Get(ctx, graphPrincipal(p).Key())
+	d.latency = time.Since(start)
+	if err != nil {
+		d.outcome, d.level = "error", slog.LevelWarn
+		var pe *graphcheck.PermissionError
+		switch {
+		case errors.As(err, &pe):
+			d.level = slog.LevelError
+			d.attrs = append(d.attrs, slog.String("permission", pe.Permission), slog.String("graph_request", pe.Request), slog.String("graph_code", pe.Code))
+		case errors.Is(err, graphcheck.ErrPermissionDenied), errors.Is(err, graphcheck.ErrLicenseRequired):
+			d.level = slog.LevelError
+		case ctx.Err() != nil:
+			d.level = g.denyLvl.Level() // the client gave up; nothing is wrong with Graph
+		}
+		return nil, fmt.Errorf("%w: %w", ErrPIMUnavailable, err)
+	}
+	switch info.Source {
+	case cache.Hit:
+		d.source = stateCache
+	case cache.Loaded:
+		d.source = stateGraph
+	case cache.Stale:
+		d.source = stateStale
+		d.attrs = append(d.attrs, slog.Any("refresh_error", info.LoadErr))
+	}
+	if v.notFound != nil {
+		d.outcome, d.level = "deny", g.denyLvl.Level()
+		return nil, fmt.Errorf("%w: %w", ErrPrincipalNotFound, v.notFound)
+	}
+	return v.state, nil
+}
+
+func graphPrincipal(p *Principal) graphcheck.Principal {
+	return graphcheck.Principal{TenantID: p.TenantID, ObjectID: p.ObjectID, ServicePrincipal: p.AppOnly}
+}
+
+// load is the cache's LoadFunc: one Source lookup for a principal.
+func (g *Guard) load(ctx context.Context, key string) (cache.Result[*lookupResult], error) {
+	var none cache.Result[*lookupResult]
+	p, ok := PrincipalFromContext(ctx)
+	if !ok {
+		return none, errors.New("middleware: state lookup without a principal")
+	}
+	gp := graphPrincipal(p)
+	if gp.Key() != key {
+		return none, errors.New("middleware: state lookup for another principal than its key")
+	}
+	if err := gp.Validate(); err != nil {
+		// Not a directory object ID: nothing to ask Graph (the Source would
+		// refuse it too). Remembered like a deleted principal.
+		return cache.Result[*lookupResult]{Value: &lookupResult{notFound: err}, Negative: true}, nil
+	}
+	s, err := g.cfg.Source.Lookup(ctx, gp)
+	switch {
+	case errors.Is(err, graphcheck.ErrPrincipalNotFound):
+		// A definite answer: remember it briefly, so that a deleted user's
+		// still-valid token does not cost one Graph lookup per request.
+		return cache.Result[*lookupResult]{Value: &lookupResult{notFound: err}, Negative: true}, nil
+	case err != nil:
+		return none, err
+	case s == nil:
+		return none, fmt.Errorf("%w: source returned neither a state nor an error", graphcheck.ErrUnavailable)
+	case s.ObjectID != "" && !strings.EqualFold(s.ObjectID, gp.ObjectID),
+		s.TenantID != "" && !strings.EqualFold(s.TenantID, gp.TenantID):
+		return none, fmt.Errorf("%w: source returned the state of %s/%s for %s", graphcheck.ErrUnavailable, s.TenantID, s.ObjectID, key)
+	}
+	return cache.Result[*lookupResult]{Value: &lookupResult{state: s}, NotAfter: s.NotAfter(), Negative: s.Empty()}, nil
+}
+
+// rejection classifies err and applies the Guard's realm and Retry-After.
+func (g *Guard) rejection(err error) *Rejection {
+	rej := RejectionFor(err, g.cfg.Realm)
+	if rej.Status == http.StatusServiceUnavailable {
+		rej.RetryAfter = g.cfg.RetryAfter
+	}
+	return rej
+}
+
+// denial builds the 403 for unmet requirements. The first failure, in the
+// requirement's order, picks the code.
+func (g *Guard) denial(ru *rule, failures []failure) *Rejection {
+	rej := g.rejection(fmt.Errorf("%w: %s", failures[0].err, ru.str))
+	for _, f := range failures {
+		s := f.req.String()
+		if !containsFold(rej.Required, s) {
+			rej.Required = append(rej.Required, s)
+		}
+		if f.endedAt.After(rej.EndedAt) {
+			rej.EndedAt = f.endedAt
+		}
+	}
+	return rej
+}
+
+// finish writes the decision record and, for a refusal, the rejection.
+func (g *Guard) finish(w http.ResponseWriter, r *http.Request, d *decision) {
+	ctx := r.Context()
+	if g.cfg.Logger.Enabled(ctx, d.level) {
+		attrs := make([]slog.Attr, 0, 12+len(d.attrs))
+		if d.p != nil {
+			attrs = append(attrs, slog.String("tenant", d.p.TenantID), slog.String("oid", d.p.ObjectID))
+		}
+		attrs = append(attrs,
+			slog.String("requirement", d.rule.str),
+			slog.String("outcome", d.outcome),
+			slog.String("state", d.source),
+			slog.Duration("latency", d.latency),
+			slog.String("method", r.Method),
+			slog.String("path", r.URL.Path),
+		)
+		if d.rej != nil {
+			attrs = append(attrs, slog.String("code", d.rej.Code), slog.Int("status", d.rej.Status))
+			if len(d.rej.Required) > 0 {
+				attrs = append(attrs, slog.Any("required", d.rej.Required))
+			}
+			if !d.rej.EndedAt.IsZero() {
+				attrs = append(attrs, slog.Time("ended_at", d.rej.EndedAt))
+			}
+			attrs = append(attrs, slog.Any("err", d.rej.Err))
+		} else {
+			attrs = append(attrs, slog.String("code", ""))
+		}
+		attrs = append(attrs, d.attrs...)
+		g.cfg.Logger.LogAttrs(ctx, d.level, "pimguard: authorization decision", attrs...)
+	}
+	if d.rej != nil {
+		g.cfg.ErrorWriter(w, r, d.rej)
+	}
+}
+
+// Purge drops the cached state of one principal, so that its next request
+// fetches it afresh; call it when you learn of a change (e.g. from an audit
+// event). A lookup already running is not stored. IDs are compared in lower
+// case. Purge is safe for concurrent use.
+func (g *Guard) Purge(tenantID, objectID string) {
+	g.cache.Purge(graphcheck.Principal{TenantID: strings.ToLower(tenantID), ObjectID: strings.ToLower(objectID)}.Key())
+}
+
+// PurgeAll drops every cached state. It is safe for concurrent use.
+func (g *Guard) PurgeAll() { g.cache.PurgeAll() }

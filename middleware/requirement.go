@@ -1,0 +1,321 @@
+package middleware
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/pimguard/pimguard/graphcheck"
+)
+
+// Requirement is what a route demands of its caller: an active directory
+// role ([Role], [RoleInScope]), an active PIM-for-Groups membership or
+// ownership ([GroupMember], [GroupOwner]), an app role or scope carried by
+// the token ([AppRole], [Scope]), or a combination of them ([AllOf],
+// [AnyOf]). [Guard.Require] enforces it.
+//
+// A Requirement is an immutable value, safe to share and to reuse on many
+// routes. The constructors never fail: an invalid argument (an ID that is not
+// a GUID, an empty AnyOf) is recorded and reported by [Requirement.Validate],
+// and [Guard.Require] panics on it when the route is built, never on a
+// request. The zero Requirement is invalid.
+type Requirement struct {
+	kind  reqKind
+	id    string // role definition ID, group ID, app role or scope name
+	scope string // directory scope of a role; access ID of a group
+	subs  []Requirement
+	err   error
+}
+
+type reqKind uint8
+
+const (
+	kindInvalid reqKind = iota
+	kindRole
+	kindGroup
+	kindAppRole
+	kindScope
+	kindAll
+	kindAny
+	kindLoad // Guard.Load: fetch the live state, require nothing
+)
+
+// errInvalidRequirement is wrapped by every error of [Requirement.Validate].
+var errInvalidRequirement = errors.New("middleware: invalid requirement")
+
+// Role requires the directory role roleDefinitionID (a GUID: for built-in
+// roles the template ID, e.g. [RoleUserAdministrator]) to be active now,
+// tenant-wide (directory scope "/"). An assignment scoped to an
+// administrative unit does not satisfy it; use [RoleInScope] for that. A role
+// held through a role-assignable group counts, within the group membership's
+// own time window (see graphcheck.Combine).
+func Role(roleDefinitionID string) Requirement {
+	return RoleInScope(roleDefinitionID, graphcheck.TenantScope)
+}
+
+// RoleInScope requires the directory role roleDefinitionID to be active now
+// in exactly the directory scope directoryScopeID: "/" (tenant-wide, as
+// [Role]), "/administrativeUnits/{id}" (see [AdministrativeUnitScope]) or
+// "/{objectID}". Scopes are compared exactly: a tenant-wide assignment does
+// not satisfy an administrative-unit requirement, nor the reverse; write
+// AnyOf(Role(id), RoleInScope(id, scope)) to accept either.
+func RoleInScope(roleDefinitionID, directoryScopeID string) Requirement {
+	r := Requirement{kind: kindRole, id: strings.ToLower(roleDefinitionID)}
+	if !isGUID(roleDefinitionID) {
+		r.err = fmt.Errorf("%w: role definition ID %.60q is not a GUID", errInvalidRequirement, roleDefinitionID)
+	}
+	scope, err := normalizeScope(directoryScopeID)
+	if err != nil && r.err == nil {
+		r.err = err
+	}
+	r.scope = scope
+	return r
+}
+
+// AdministrativeUnitScope returns the directory scope ID of the
+// administrative unit auID, "/administrativeUnits/{auID}", for [RoleInScope].
+func AdministrativeUnitScope(auID string) string {
+	return "/administrativeUnits/" + auID
+}
+
+const auPrefix = "/administrativeUnits/"
+
+func normalizeScope(s string) (string, error) {
+	switch {
+	case s == graphcheck.TenantScope:
+		return s, nil
+	case len(s) > len(auPrefix) && strings.EqualFold(s[:len(auPrefix)], auPrefix) && isGUID(s[len(auPrefix):]):
+		return auPrefix + strings.ToLower(s[len(auPrefix):]), nil
+	case len(s) > 1 && s[0] == '/' && isGUID(s[1:]):
+		return strings.ToLower(s), nil
+	}
+	return s, fmt.Errorf(`%w: directory scope %.80q is not "/", "/administrativeUnits/{GUID}" or "/{GUID}"`, errInvalidRequirement, s)
+}
+
+// GroupMember requires an active PIM-for-Groups "member" assignment to the
+// group groupID (a GUID) now. A plain, non-PIM membership is not in the live
+// state and does not satisfy it.
+func GroupMember(groupID string) Requirement { return group(groupID, graphcheck.AccessMember) }
+
+// GroupOwner requires an active PIM-for-Groups "owner" assignment to the
+// group groupID (a GUID) now.
+func GroupOwner(groupID string) Requirement { return group(groupID, graphcheck.AccessOwner) }
+
+func group(id, access string) Requirement {
+	r := Requirement{kind: kindGroup, id: strings.ToLower(id), scope: access}
+	if !isGUID(id) {
+		r.err = fmt.Errorf("%w: group ID %.60q is not a GUID", errInvalidRequirement, id)
+	}
+	return r
+}
+
+// AppRole requires the token's roles claim to contain name (compared
+// exactly). It is checked from the token alone, without live state: app roles
+// are not managed by PIM, so the token is as current as anything.
+func AppRole(name string) Requirement { return claim(kindAppRole, "app role", name) }
+
+// Scope requires the token's scp claim to contain name (compared exactly),
+// e.g. "access_as_user". It is checked from the token alone. App-only tokens
+// carry no scopes and never satisfy it.
+func Scope(name string) Requirement { return claim(kindScope, "scope", name) }
+
+func claim(kind reqKind, what, name string) Requirement {
+	r := Requirement{kind: kind, id: name}
+	if name == "" || strings.ContainsFunc(name, func(c rune) bool { return c <= ' ' || c == 0x7f }) {
+		r.err = fmt.Errorf("%w: %s %.60q is empty or contains spaces", errInvalidRequirement, what, name)
+	}
+	return r
+}
+
+// AllOf requires every one of rs. It needs at least one.
+func AllOf(rs ...Requirement) Requirement { return combine(kindAll, "AllOf", rs) }
+
+// AnyOf requires at least one of rs. It needs at least one.
+func AnyOf(rs ...Requirement) Requirement { return combine(kindAny, "AnyOf", rs) }
+
+func combine(kind reqKind, name string, rs []Requirement) Requirement {
+	r := Requirement{kind: kind, subs: slices.Clone(rs)}
+	if len(rs) == 0 {
+		r.err = fmt.Errorf("%w: %s of nothing", errInvalidRequirement, name)
+	}
+	for i := range rs {
+		if err := rs[i].Validate(); err != nil && r.err == nil {
+			r.err = err
+		}
+	}
+	return r
+}
+
+// Validate reports whether r can be enforced: nil, or an error naming the
+// first invalid argument given to the constructors.
+func (r Requirement) Validate() error {
+	if r.kind == kindInvalid {
+		return fmt.Errorf("%w: zero Requirement; build one with Role, GroupMember, AllOf…", errInvalidRequirement)
+	}
+	return r.err
+}
+
+// String returns a compact form of r, used in logs and in the "required"
+// member of denials: "role:{id}" (tenant-wide), "role:{id}@{scope}",
+// "group-member:{id}", "group-owner:{id}", "app-role:{name}",
+// "scope:{name}", "all(…, …)" and "any(…, …)". IDs are lower case.
+func (r Requirement) String() string {
+	switch r.kind {
+	case kindRole:
+		if r.scope == graphcheck.TenantScope {
+			return "role:" + r.id
+		}
+		return "role:" + r.id + "@" + r.scope
+	case kindGroup:
+		return "group-" + r.scope + ":" + r.id
+	case kindAppRole:
+		return "app-role:" + r.id
+	case kindScope:
+		return "scope:" + r.id
+	case kindAll, kindAny:
+		var b strings.Builder
+		if r.kind == kindAll {
+			b.WriteString("all(")
+		} else {
+			b.WriteString("any(")
+		}
+		for i, s := range r.subs {
+			if i > 0 {
+				b.WriteString(", ")
+			}
+			b.WriteString(s.String())
+		}
+		b.WriteByte(')')
+		return b.String()
+	case kindLoad:
+		return "load"
+	}
+	return "invalid"
+}
+
+// needsLive reports whether evaluating r reads the live PIM state.
+func (r *Requirement) needsLive() bool {
+	switch r.kind {
+	case kindRole, kindGroup, kindLoad:
+		return true
+	case kindAll, kindAny:
+		for i := range r.subs {
+			if r.subs[i].needsLive() {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// evaluation is one decision in progress. failures collects, in tree order,
+// the leaves that made it fail; it stays nil on the allow path.
+type evaluation struct {
+	state        *graphcheck.State // nil when the requirement needs no live state
+	principal    *Principal
+	now          time.Time
+	tokenAndLive bool
+	failures     []failure
+}
+
+// failure is one unmet leaf requirement.
+type failure struct {
+	req     *Requirement
+	err     error     // ErrRoleNotActive and its siblings
+	endedAt time.Time // when known, when the missing assignment ended
+}
+
+// eval decides r at e.now. Every leaf is decided against the instant, never
+// against what was true when the state was fetched: an assignment whose end
+// has passed does not count, however fresh the cache entry.
+func (r *Requirement) eval(e *evaluation) bool {
+	switch r.kind {
+	case kindLoad:
+		return true
+	case kindRole:
+		if e.state == nil {
+			return e.fail(r, ErrRoleNotActive, time.Time{})
+		}
+		if _, ok := e.state.RoleActive(e.now, r.id, r.scope); !ok {
+			ended, _ := e.state.LastEnd(e.now, r.id, r.scope)
+			return e.fail(r, ErrRoleNotActive, ended)
+		}
+		// wids lists tenant-wide roles only: a scoped role has no claim to
+		// agree with, so the live state alone decides it.
+		if e.tokenAndLive && r.scope == graphcheck.TenantScope && !containsFold(e.principal.DirectoryRoles, r.id) {
+			return e.fail(r, ErrRoleNotInToken, time.Time{})
+		}
+		return true
+	case kindGroup:
+		if e.state == nil {
+			return e.fail(r, ErrGroupNotActive, time.Time{})
+		}
+		if _, ok := e.state.GroupActive(e.now, r.id, r.scope); !ok {
+			return e.fail(r, ErrGroupNotActive, groupLastEnd(e.state, e.now, r.id, r.scope))
+		}
+		// The groups claim lists memberships, not ownerships; it is also
+		// absent when the user has too many groups (overage), which then
+		// denies under token-and-live.
+		if e.tokenAndLive && r.scope == graphcheck.AccessMember && !containsFold(e.principal.Groups, r.id) {
+			return e.fail(r, ErrGroupNotInToken, time.Time{})
+		}
+		return true
+	case kindAppRole:
+		if !slices.Contains(e.principal.AppRoles, r.id) {
+			return e.fail(r, ErrAppRoleMissing, time.Time{})
+		}
+		return true
+	case kindScope:
+		if !slices.Contains(e.principal.Scopes, r.id) {
+			return e.fail(r, ErrScopeMissing, time.Time{})
+		}
+		return true
+	case kindAll:
+		ok := true
+		for i := range r.subs {
+			// No short cut: a denial lists everything that is missing.
+			if !r.subs[i].eval(e) {
+				ok = false
+			}
+		}
+		return ok
+	case kindAny:
+		mark := len(e.failures)
+		for i := range r.subs {
+			if r.subs[i].eval(e) {
+				e.failures = e.failures[:mark]
+				return true
+			}
+		}
+		return false
+	}
+	return e.fail(r, errInvalidRequirement, time.Time{}) // unreachable: Require validates; answered 500
+}
+
+func (e *evaluation) fail(r *Requirement, err error, endedAt time.Time) bool {
+	e.failures = append(e.failures, failure{req: r, err: err, endedAt: endedAt})
+	return false
+}
+
+// groupLastEnd is State.LastEnd for PIM-for-Groups assignments.
+func groupLastEnd(s *graphcheck.State, now time.Time, groupID, accessID string) time.Time {
+	var last time.Time
+	for _, g := range s.Groups {
+		if strings.EqualFold(g.GroupID, groupID) && strings.EqualFold(g.AccessID, accessID) &&
+			!g.End.IsZero() && !now.Before(g.End) && g.End.After(last) {
+			last = g.End
+		}
+	}
+	return last
+}
+
+func containsFold(list []string, s string) bool {
+	for _, v := range list {
+		if strings.EqualFold(v, s) {
+			return true
+		}
+	}
+	return false
+}

@@ -1,0 +1,246 @@
+package msgraph
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
+)
+
+// Defaults applied by [New] to the zero fields of a [Config].
+const (
+	DefaultBaseURL       = "https://graph.microsoft.com/v1.0"
+	DefaultTimeout       = 10 * time.Second
+	DefaultGroupRolesTTL = 30 * time.Second
+	DefaultMaxPages      = 50
+	DefaultMaxRetries    = 3
+	DefaultRetryDelay    = time.Second
+)
+
+// NoRetries is the [Config.MaxRetries] value that turns retries off (0 means
+// [DefaultMaxRetries], as in the Kiota retry handler).
+const NoRetries = -1
+
+// ErrInvalidConfig is wrapped by the errors [New] returns for a [Config] it
+// refuses; the wrapping text names the field.
+var ErrInvalidConfig = errors.New("msgraph: invalid config")
+
+// Config sets up a [Source]. The zero value is valid for production use
+// against the global Microsoft Graph service with DefaultAzureCredential;
+// every zero field takes its default, and [New] rejects negative durations
+// and counts (except MaxRetries = [NoRetries]).
+type Config struct {
+	// BaseURL is the Graph endpoint with its version, e.g.
+	// "https://graph.microsoft.us/v1.0" for US Government L4 or the
+	// [graphtest.Server.GraphURL] of a fake tenant; "" means
+	// [DefaultBaseURL]. It must be https, except on a loopback host
+	// (localhost, 127.0.0.0/8, ::1), and carry no query, fragment or user
+	// information. Tokens are sent to this host only, and @odata.nextLink
+	// values that leave it are refused.
+	BaseURL string
+
+	// Credential obtains app-only tokens for Graph. nil means
+	// azidentity.NewDefaultAzureCredential(nil) (environment, workload
+	// identity, managed identity, Azure CLI), created by New without any
+	// network call; the first Lookup asks it for a token.
+	Credential azcore.TokenCredential
+
+	// InsecureNoCredential sends requests without an Authorization header.
+	// It exists for tests and demos against a fake tenant and is refused
+	// unless BaseURL is on a loopback host, and together with Credential.
+	InsecureNoCredential bool
+
+	// Scope is the OAuth scope requested from Credential. "" derives it from
+	// BaseURL's host: "https://{host}/.default" for graph.microsoft.com,
+	// graph.microsoft.us, dod-graph.microsoft.us and
+	// microsoftgraph.chinacloudapi.cn, and
+	// "https://graph.microsoft.com/.default" for a loopback host. Any other
+	// host requires Scope to be set.
+	Scope string
+
+	// Timeout bounds each Lookup on top of the caller's context, retries
+	// included, and bounds the shared fetch of group roles; 0 means
+	// [DefaultTimeout].
+	Timeout time.Duration
+
+	// GroupRolesTTL is how long the tenant-wide map of role-assignable
+	// groups to their active role assignments is reused, measured on Now;
+	// 0 means [DefaultGroupRolesTTL]. Roles held through a group are
+	// therefore up to GroupRolesTTL stale (an instance that has reached its
+	// endDateTime is always dropped, whatever the TTL); roles held directly
+	// and PIM-for-Groups memberships are read on every Lookup.
+	GroupRolesTTL time.Duration
+
+	// MaxPages bounds the pages read from one Graph collection (following
+	// @odata.nextLink); a longer collection fails the Lookup with
+	// [graphcheck.ErrUnavailable] rather than yield a partial answer; 0
+	// means [DefaultMaxPages].
+	MaxPages int
+
+	// MaxRetries is how many times throttled (429) or unavailable (503, 504)
+	// requests are sent again within one Lookup, whether the whole $batch
+	// or sub-requests inside it failed; 0 means [DefaultMaxRetries] and
+	// [NoRetries] disables retries. A retry happens only if its wait fits
+	// before the deadline.
+	MaxRetries int
+
+	// RetryDelay is the wait before the first retry when Graph sends no
+	// Retry-After header; it doubles for each further retry. 0 means
+	// [DefaultRetryDelay]. A Retry-After header (seconds, fractions such as
+	// "2.128" included, or an HTTP date) always wins.
+	RetryDelay time.Duration
+
+	// Now is the clock for GroupRolesTTL and for deciding which assignments
+	// are over (graphcheck.Facts.FetchedAt); nil means [time.Now]. Tests pass
+	// the fake tenant's clock. Deadlines always use real time.
+	Now func() time.Time
+
+	// Sleep waits between retries; it must return early with ctx's error
+	// when ctx is done. nil means a timer-based wait. Tests replace it so
+	// that nothing sleeps for real.
+	Sleep func(ctx context.Context, d time.Duration) error
+
+	// Transport is the network round tripper below the SDK's middleware
+	// (retry, redirect, compression, telemetry handlers); nil means Kiota's
+	// default transport. Use it for proxies or custom TLS, not to replace
+	// the middleware.
+	Transport http.RoundTripper
+
+	// Logger receives retry and failure events (never tokens); nil discards
+	// them.
+	Logger *slog.Logger
+}
+
+// settings is a validated Config with its defaults applied.
+type settings struct {
+	Config
+	base     *url.URL // BaseURL without a trailing slash
+	baseStr  string
+	loopback bool
+}
+
+func (c Config) resolve() (*settings, error) {
+	s := &settings{Config: c}
+	if s.BaseURL == "" {
+		s.BaseURL = DefaultBaseURL
+	}
+	u, err := url.Parse(strings.TrimRight(s.BaseURL, "/"))
+	if err != nil {
+		return nil, fmt.Errorf("%w: BaseURL: %v", ErrInvalidConfig, err)
+	}
+	switch {
+	case u.Scheme != "https" && u.Scheme != "http", u.Host == "", u.Opaque != "":
+		return nil, fmt.Errorf("%w: BaseURL %q is not an absolute http(s) URL", ErrInvalidConfig, s.BaseURL)
+	case u.User != nil, u.RawQuery != "", u.ForceQuery, u.Fragment != "":
+		return nil, fmt.Errorf("%w: BaseURL %q must not carry user information, a query or a fragment", ErrInvalidConfig, s.BaseURL)
+	case u.Path == "" || u.Path == "/":
+		return nil, fmt.Errorf("%w: BaseURL %q has no version path such as /v1.0", ErrInvalidConfig, s.BaseURL)
+	}
+	u.Host = strings.ToLower(u.Host)
+	s.base, s.baseStr = u, u.String()
+	s.loopback = isLoopback(u.Hostname())
+	if u.Scheme == "http" && !s.loopback {
+		return nil, fmt.Errorf("%w: BaseURL %q must use https (http is allowed on loopback only)", ErrInvalidConfig, s.BaseURL)
+	}
+
+	switch {
+	case s.InsecureNoCredential && s.Credential != nil:
+		return nil, fmt.Errorf("%w: InsecureNoCredential and Credential are both set", ErrInvalidConfig)
+	case s.InsecureNoCredential && !s.loopback:
+		return nil, fmt.Errorf("%w: InsecureNoCredential is allowed only for a loopback BaseURL, not %q", ErrInvalidConfig, u.Host)
+	}
+	if s.Scope == "" && !s.InsecureNoCredential {
+		if s.Scope = defaultScope(u.Hostname(), s.loopback); s.Scope == "" {
+			return nil, fmt.Errorf("%w: no default Scope for Graph host %q; set Scope", ErrInvalidConfig, u.Hostname())
+		}
+	}
+
+	for _, d := range []struct {
+		name string
+		v    *time.Duration
+		def  time.Duration
+	}{
+		{"Timeout", &s.Timeout, DefaultTimeout},
+		{"GroupRolesTTL", &s.GroupRolesTTL, DefaultGroupRolesTTL},
+		{"RetryDelay", &s.RetryDelay, DefaultRetryDelay},
+	} {
+		if *d.v < 0 {
+			return nil, fmt.Errorf("%w: %s is negative", ErrInvalidConfig, d.name)
+		}
+		if *d.v == 0 {
+			*d.v = d.def
+		}
+	}
+	switch {
+	case s.MaxPages < 0:
+		return nil, fmt.Errorf("%w: MaxPages is negative", ErrInvalidConfig)
+	case s.MaxPages == 0:
+		s.MaxPages = DefaultMaxPages
+	}
+	switch {
+	case s.MaxRetries < NoRetries:
+		return nil, fmt.Errorf("%w: MaxRetries is %d (use NoRetries to disable retries)", ErrInvalidConfig, s.MaxRetries)
+	case s.MaxRetries == NoRetries:
+		s.MaxRetries = 0
+	case s.MaxRetries == 0:
+		s.MaxRetries = DefaultMaxRetries
+	}
+	if s.Now == nil {
+		s.Now = time.Now
+	}
+	if s.Sleep == nil {
+		s.Sleep = sleep
+	}
+	if s.Logger == nil {
+		s.Logger = slog.New(slog.DiscardHandler)
+	}
+	return s, nil
+}
+
+// graphHosts are the Microsoft Graph national cloud endpoints whose scope is
+// "https://{host}/.default".
+var graphHosts = map[string]bool{
+	"graph.microsoft.com":             true, // global service
+	"graph.microsoft.us":              true, // US Government L4
+	"dod-graph.microsoft.us":          true, // US Government L5 (DOD)
+	"microsoftgraph.chinacloudapi.cn": true, // China operated by 21Vianet
+}
+
+func defaultScope(host string, loopback bool) string {
+	switch {
+	case graphHosts[host]:
+		return "https://" + host + "/.default"
+	case loopback:
+		return "https://graph.microsoft.com/.default"
+	}
+	return ""
+}
+
+// isLoopback reports whether host (without port) is localhost or a loopback
+// IP address.
+func isLoopback(host string) bool {
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+// sleep waits for d or until ctx is done.
+func sleep(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}

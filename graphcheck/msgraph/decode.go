@@ -1,0 +1,218 @@
+package msgraph
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/pimguard/pimguard/graphcheck"
+)
+
+// Graph's answers are decoded with encoding/json into the small structs
+// below rather than through the SDK's models: $batch sub-responses arrive as
+// raw JSON anyway, and the SDK's enum parsers are case-sensitive (the
+// documented PIM-for-Groups payload's "Assigned" and "Direct" parse to nil),
+// whereas Graph's documentation shows both "Assigned" and "assigned". Every
+// enum is compared case-insensitively here, and a field that cannot be read
+// fails the lookup instead of being guessed.
+
+// errShape marks JSON that is valid but not what the endpoint documents.
+var errShape = errors.New("unexpected JSON shape")
+
+// page is one page of a Graph collection.
+type page struct {
+	Value    json.RawMessage `json:"value"`
+	NextLink *string         `json:"@odata.nextLink"`
+}
+
+// decodePage reads a collection page: an object whose "value" is an array
+// and whose optional "@odata.nextLink" is a string.
+func decodePage(body []byte) (value json.RawMessage, next string, err error) {
+	body = bytes.TrimSpace(body)
+	if len(body) == 0 || body[0] != '{' {
+		return nil, "", fmt.Errorf("%w: a collection page is not a JSON object", errShape)
+	}
+	var p page
+	if err := json.Unmarshal(body, &p); err != nil {
+		return nil, "", err
+	}
+	v := bytes.TrimSpace(p.Value)
+	if len(v) == 0 || v[0] != '[' {
+		return nil, "", fmt.Errorf("%w: a collection page has no \"value\" array", errShape)
+	}
+	if p.NextLink != nil {
+		next = *p.NextLink
+	}
+	return v, next, nil
+}
+
+// roleInstance is a unifiedRoleAssignmentScheduleInstance, as selected by
+// roleSelect.
+type roleInstance struct {
+	RoleDefinitionID *string `json:"roleDefinitionId"`
+	DirectoryScopeID *string `json:"directoryScopeId"`
+	AppScopeID       *string `json:"appScopeId"`
+	AssignmentType   *string `json:"assignmentType"`
+	MemberType       *string `json:"memberType"`
+	StartDateTime    *string `json:"startDateTime"`
+	EndDateTime      *string `json:"endDateTime"`
+}
+
+// roleSelect are the properties of roleInstance.
+var roleSelect = []string{"roleDefinitionId", "directoryScopeId", "appScopeId", "assignmentType", "memberType", "startDateTime", "endDateTime"}
+
+// inherited reports whether the instance is one Graph derived from a group
+// membership (memberType "Group"). pimguard derives those itself from the
+// group's own instances, capped by the membership, and marks them with
+// ViaGroupID.
+func (r *roleInstance) inherited() bool {
+	return r.MemberType != nil && strings.EqualFold(*r.MemberType, "Group")
+}
+
+func (r *roleInstance) assignment() (graphcheck.RoleAssignment, error) {
+	var a graphcheck.RoleAssignment
+	if r.RoleDefinitionID == nil || *r.RoleDefinitionID == "" {
+		return a, fmt.Errorf("%w: a role assignment instance has no roleDefinitionId", errShape)
+	}
+	a.RoleDefinitionID = strings.ToLower(*r.RoleDefinitionID)
+	a.DirectoryScopeID = deref(r.DirectoryScopeID)
+	a.AppScopeID = deref(r.AppScopeID)
+	a.AssignmentType = assignmentType(deref(r.AssignmentType))
+	var err error
+	if a.Window, err = window(r.StartDateTime, r.EndDateTime); err != nil {
+		return a, err
+	}
+	return a, nil
+}
+
+// decodeRoles decodes a page of role assignment schedule instances.
+// skipInherited drops memberType "Group" instances (see inherited).
+func decodeRoles(value json.RawMessage, skipInherited bool) ([]graphcheck.RoleAssignment, error) {
+	var items []roleInstance
+	if err := json.Unmarshal(value, &items); err != nil {
+		return nil, err
+	}
+	out := make([]graphcheck.RoleAssignment, 0, len(items))
+	for i := range items {
+		if skipInherited && items[i].inherited() {
+			continue
+		}
+		a, err := items[i].assignment()
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, a)
+	}
+	return out, nil
+}
+
+// groupInstance is a privilegedAccessGroupAssignmentScheduleInstance, as
+// selected by groupSelect.
+type groupInstance struct {
+	GroupID        *string `json:"groupId"`
+	AccessID       *string `json:"accessId"`
+	AssignmentType *string `json:"assignmentType"`
+	StartDateTime  *string `json:"startDateTime"`
+	EndDateTime    *string `json:"endDateTime"`
+}
+
+var groupSelect = []string{"groupId", "accessId", "assignmentType", "startDateTime", "endDateTime"}
+
+// decodeMemberships decodes a page of PIM-for-Groups assignment schedule
+// instances.
+func decodeMemberships(value json.RawMessage) ([]graphcheck.GroupMembership, error) {
+	var items []groupInstance
+	if err := json.Unmarshal(value, &items); err != nil {
+		return nil, err
+	}
+	out := make([]graphcheck.GroupMembership, 0, len(items))
+	for _, it := range items {
+		if it.GroupID == nil || *it.GroupID == "" || it.AccessID == nil || *it.AccessID == "" {
+			return nil, fmt.Errorf("%w: a PIM for Groups instance has no groupId or accessId", errShape)
+		}
+		m := graphcheck.GroupMembership{
+			GroupID:        strings.ToLower(*it.GroupID),
+			AccessID:       strings.ToLower(*it.AccessID),
+			AssignmentType: assignmentType(deref(it.AssignmentType)),
+		}
+		var err error
+		if m.Window, err = window(it.StartDateTime, it.EndDateTime); err != nil {
+			return nil, err
+		}
+		out = append(out, m)
+	}
+	return out, nil
+}
+
+// group is a group of transitiveMemberOf/graph.group or of /groups.
+type group struct {
+	ODataType          *string `json:"@odata.type"`
+	ID                 *string `json:"id"`
+	IsAssignableToRole *bool   `json:"isAssignableToRole"`
+}
+
+var memberOfSelect = []string{"id", "isAssignableToRole"}
+
+// decodeGroups decodes a page of groups. Objects typed as something other
+// than a group are skipped; isAssignableToRole counts only when true.
+func decodeGroups(value json.RawMessage) ([]graphcheck.GroupRef, error) {
+	var items []group
+	if err := json.Unmarshal(value, &items); err != nil {
+		return nil, err
+	}
+	out := make([]graphcheck.GroupRef, 0, len(items))
+	for _, it := range items {
+		if it.ODataType != nil && !strings.EqualFold(strings.TrimPrefix(*it.ODataType, "#"), "microsoft.graph.group") {
+			continue
+		}
+		if it.ID == nil || *it.ID == "" {
+			return nil, fmt.Errorf("%w: a group has no id", errShape)
+		}
+		out = append(out, graphcheck.GroupRef{
+			ID:                 strings.ToLower(*it.ID),
+			IsAssignableToRole: it.IsAssignableToRole != nil && *it.IsAssignableToRole,
+		})
+	}
+	return out, nil
+}
+
+// assignmentType normalises Graph's assignmentType ("Assigned", "assigned",
+// "Activated", ...) to the graphcheck constants; other values are kept.
+func assignmentType(s string) string {
+	switch {
+	case strings.EqualFold(s, graphcheck.AssignmentAssigned):
+		return graphcheck.AssignmentAssigned
+	case strings.EqualFold(s, graphcheck.AssignmentActivated):
+		return graphcheck.AssignmentActivated
+	}
+	return s
+}
+
+// window reads startDateTime and endDateTime; null means "since before"
+// and "permanent". A value that does not parse is an error, never a
+// permanent assignment.
+func window(start, end *string) (graphcheck.Window, error) {
+	var w graphcheck.Window
+	var err error
+	if w.Start, err = parseTime(start); err != nil {
+		return w, err
+	}
+	if w.End, err = parseTime(end); err != nil {
+		return w, err
+	}
+	return w, nil
+}
+
+func parseTime(s *string) (time.Time, error) {
+	if s == nil {
+		return time.Time{}, nil
+	}
+	t, err := time.Parse(time.RFC3339Nano, *s)
+	if err != nil {
+		return time.Time{}, fmt.Errorf("%w: date-time %.40q does not parse", errShape, *s)
+	}
+	return t.UTC(), nil
+}

@@ -1,0 +1,193 @@
+package msgraph
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+
+	"github.com/Azure/azure-sdk-for-go/sdk/azidentity"
+	abstractions "github.com/microsoft/kiota-abstractions-go"
+	"github.com/microsoftgraph/msgraph-sdk-go/models/odataerrors"
+
+	"github.com/pimguard/pimguard/graphcheck"
+)
+
+// Permissions and licence named by the [graphcheck.PermissionError]s a
+// [Source] returns: the least-privileged application permissions for the
+// requests it sends.
+const (
+	// PermissionRoleAssignmentSchedule reads directory-role assignment
+	// schedule instances (the principal's own and its groups').
+	PermissionRoleAssignmentSchedule = "RoleAssignmentSchedule.Read.Directory"
+	// PermissionGroupAssignmentSchedule reads PIM-for-Groups assignment
+	// schedule instances.
+	PermissionGroupAssignmentSchedule = "PrivilegedAssignmentSchedule.Read.AzureADGroup"
+	// PermissionGroupMember reads a user's transitive group memberships with
+	// the groups' isAssignableToRole, and lists the role-assignable groups.
+	// (User.Read.All is enough to call transitiveMemberOf, but then Graph
+	// returns groups with "limited information": isAssignableToRole null,
+	// and group-held roles would be missed.)
+	PermissionGroupMember = "GroupMember.Read.All"
+	// PermissionServicePrincipalMemberOf reads a service principal's
+	// transitive group memberships (with PermissionGroupMember for the
+	// groups' properties).
+	PermissionServicePrincipalMemberOf = "Application.Read.All"
+	// LicencePIM is what a 403 AadPremiumLicenseRequired asks for.
+	LicencePIM = "a Microsoft Entra ID P2 or Microsoft Entra ID Governance licence"
+)
+
+// endpoint describes one kind of Graph request for error classification.
+type endpoint struct {
+	// path is the request's path template below the version (no IDs, no
+	// query), used in error texts and [graphcheck.PermissionError.Request].
+	path string
+	// permission is the application permission it needs.
+	permission string
+	// principal is true when a 404 Request_ResourceNotFound means the
+	// principal itself does not exist.
+	principal bool
+}
+
+var (
+	epRoles      = &endpoint{path: "/roleManagement/directory/roleAssignmentScheduleInstances", permission: PermissionRoleAssignmentSchedule}
+	epGroupPIM   = &endpoint{path: "/identityGovernance/privilegedAccess/group/assignmentScheduleInstances", permission: PermissionGroupAssignmentSchedule}
+	epUserGroups = &endpoint{path: "/users/{id}/transitiveMemberOf/graph.group", permission: PermissionGroupMember, principal: true}
+	epSPGroups   = &endpoint{path: "/servicePrincipals/{id}/transitiveMemberOf/graph.group", permission: PermissionServicePrincipalMemberOf, principal: true}
+	epGroups     = &endpoint{path: "/groups", permission: PermissionGroupMember}
+)
+
+// request names the request in error texts, e.g. "GET /groups".
+func (ep *endpoint) request() string {
+	if ep.path == "/$batch" {
+		return "POST /$batch"
+	}
+	return "GET " + ep.path
+}
+
+// batchEndpoint describes the POST /$batch carrying the given requests: a
+// 403 on the batch itself names all their permissions.
+func batchEndpoint(cols []*collection) *endpoint {
+	var perms []string
+	seen := map[string]bool{}
+	for _, c := range cols {
+		if !seen[c.ep.permission] {
+			seen[c.ep.permission] = true
+			perms = append(perms, c.ep.permission)
+		}
+	}
+	return &endpoint{path: "/$batch", permission: strings.Join(perms, ", ")}
+}
+
+// graphErrorBody is Graph's error envelope, read leniently.
+type graphErrorBody struct {
+	Error *struct {
+		Code    string `json:"code"`
+		Message string `json:"message"`
+	} `json:"error"`
+}
+
+// errorCode returns the code and message of a Graph error body; both are
+// empty when the body is not an error envelope.
+func errorCode(body []byte) (code, message string) {
+	var e graphErrorBody
+	if json.Unmarshal(body, &e) != nil || e.Error == nil {
+		return "", ""
+	}
+	return e.Error.Code, e.Error.Message
+}
+
+// retryable reports whether status is worth retrying after a wait.
+func retryable(status int) bool {
+	return status == http.StatusTooManyRequests || status == http.StatusServiceUnavailable || status == http.StatusGatewayTimeout
+}
+
+// classifyStatus is the one place that turns a failed Graph answer (a whole
+// response or a $batch sub-response) into an error wrapping a graphcheck
+// sentinel. code and message come from Graph's error envelope and may be
+// empty.
+func classifyStatus(ep *endpoint, status int, code, message string) error {
+	detail := fmt.Sprintf("%s answered %d", ep.request(), status)
+	if code != "" {
+		detail += " " + code
+	}
+	if message != "" {
+		detail += ": " + clip(message)
+	}
+	switch {
+	case status == http.StatusNotFound && ep.principal && strings.EqualFold(code, "Request_ResourceNotFound"):
+		return fmt.Errorf("%w: %s", graphcheck.ErrPrincipalNotFound, detail)
+	case status == http.StatusForbidden && strings.EqualFold(code, "AadPremiumLicenseRequired"):
+		return &graphcheck.PermissionError{Permission: LicencePIM, Request: ep.path, Code: code, Err: graphcheck.ErrLicenseRequired}
+	case status == http.StatusForbidden:
+		// Authorization_RequestDenied (directory endpoints), UnknownError
+		// with a JSON message holding PermissionScopeNotGranted (PIM), or
+		// any other refusal: a 403 is a configuration error, not an outage.
+		switch {
+		case strings.Contains(strings.ToLower(code+" "+message), "permissionscopenotgranted"):
+			code = "PermissionScopeNotGranted"
+		case code == "":
+			code = "403 Forbidden"
+		}
+		return &graphcheck.PermissionError{Permission: ep.permission, Request: ep.path, Code: code, Err: graphcheck.ErrPermissionDenied}
+	case status == http.StatusTooManyRequests:
+		return fmt.Errorf("%w: throttled: %s", graphcheck.ErrUnavailable, detail)
+	case status == http.StatusUnauthorized:
+		return fmt.Errorf("%w: token refused: %s", graphcheck.ErrUnavailable, detail)
+	}
+	return fmt.Errorf("%w: %s", graphcheck.ErrUnavailable, detail)
+}
+
+// classifyErr turns an error from sending a request (credential, transport,
+// context, or an SDK error value) into an error wrapping a graphcheck
+// sentinel. It reads SDK error types through their nil-safe getters only:
+// ODataError.Error() dereferences the "error" object and panics without it.
+func classifyErr(ep *endpoint, err error) error {
+	var (
+		odata   *odataerrors.ODataError
+		api     *abstractions.ApiError
+		authErr *azidentity.AuthenticationFailedError
+	)
+	switch {
+	case errors.Is(err, context.DeadlineExceeded):
+		return fmt.Errorf("%w: %s: Graph did not answer in time: %w", graphcheck.ErrUnavailable, ep.request(), err)
+	case errors.Is(err, context.Canceled):
+		return fmt.Errorf("%w: %s: %w", graphcheck.ErrUnavailable, ep.request(), err)
+	case errors.As(err, &odata):
+		code, message := "", ""
+		if main := odata.GetErrorEscaped(); main != nil {
+			code, message = deref(main.GetCode()), deref(main.GetMessage())
+		}
+		return classifyStatus(ep, odata.GetStatusCode(), code, message)
+	case errors.As(err, &api):
+		if api.ResponseStatusCode != 0 {
+			return classifyStatus(ep, api.ResponseStatusCode, "", "")
+		}
+	case errors.As(err, &authErr):
+		return fmt.Errorf("%w: the credential could not get a Graph token: %v", graphcheck.ErrUnavailable, clip(err.Error()))
+	}
+	return fmt.Errorf("%w: %s: %v", graphcheck.ErrUnavailable, ep.request(), clip(err.Error()))
+}
+
+func deref(s *string) string {
+	if s == nil {
+		return ""
+	}
+	return *s
+}
+
+// clip shortens texts from Graph for error messages.
+func clip(s string) string {
+	const max = 300
+	if len(s) > max {
+		return s[:max] + "…"
+	}
+	return s
+}
+
+// unavailable returns an error wrapping [graphcheck.ErrUnavailable].
+func unavailable(format string, args ...any) error {
+	return fmt.Errorf("%w: "+format, append([]any{graphcheck.ErrUnavailable}, args...)...)
+}

@@ -1,0 +1,341 @@
+package msgraph
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/Azure/azure-sdk-for-go/sdk/azidentity"
+	abstractions "github.com/microsoft/kiota-abstractions-go"
+	absauth "github.com/microsoft/kiota-abstractions-go/authentication"
+	khttp "github.com/microsoft/kiota-http-go"
+	msgraphsdk "github.com/microsoftgraph/msgraph-sdk-go"
+	msgraphgocore "github.com/microsoftgraph/msgraph-sdk-go-core"
+	graphauth "github.com/microsoftgraph/msgraph-sdk-go-core/authentication"
+	"github.com/microsoftgraph/msgraph-sdk-go/groups"
+	"github.com/microsoftgraph/msgraph-sdk-go/identitygovernance"
+	"github.com/microsoftgraph/msgraph-sdk-go/rolemanagement"
+	"github.com/microsoftgraph/msgraph-sdk-go/serviceprincipals"
+	"github.com/microsoftgraph/msgraph-sdk-go/users"
+	"golang.org/x/sync/singleflight"
+
+	"github.com/pimguard/pimguard/graphcheck"
+)
+
+// Source is the Microsoft Graph-backed [graphcheck.Source]. It is safe for
+// concurrent use. Create it with [New].
+type Source struct {
+	cfg     *settings
+	adapter *msgraphsdk.GraphRequestAdapter
+	client  *msgraphsdk.GraphServiceClient
+
+	flights singleflight.Group
+	mu      sync.Mutex
+	roles   map[string]groupRoles // by lower-case tenant ID
+}
+
+var _ graphcheck.Source = (*Source)(nil)
+
+// groupRoles is the tenant-wide map of role-assignable group ID to the
+// group's active role assignment instances, and when its fetch started.
+type groupRoles struct {
+	byGroup map[string][]graphcheck.RoleAssignment
+	at      time.Time
+}
+
+// sdkInit guards the SDK's lazy global initialisation, which races
+// otherwise: the error-mapping registry's singleton (msgraph-sdk-go-core
+// #359: created unsynchronised on first use by PageIterator and the batch
+// helpers) and the serializer registries that the first
+// NewGraphServiceClient fills and wraps (later calls find them filled and
+// write nothing, but their readers take no lock). Doing both inside one
+// sync.Once makes every New return only after the writes are done.
+var sdkInit sync.Once
+
+// New validates cfg, applies its defaults and builds the Graph client. It
+// makes no network call: the credential is first asked for a token by the
+// first Lookup. It returns an error wrapping [ErrInvalidConfig] for a
+// configuration it refuses.
+func New(cfg Config) (*Source, error) {
+	st, err := cfg.resolve()
+	if err != nil {
+		return nil, err
+	}
+
+	var auth absauth.AuthenticationProvider
+	if st.InsecureNoCredential {
+		auth = &absauth.AnonymousAuthenticationProvider{}
+	} else {
+		cred := st.Credential
+		if cred == nil {
+			if cred, err = azidentity.NewDefaultAzureCredential(nil); err != nil {
+				return nil, fmt.Errorf("%w: DefaultAzureCredential: %v", ErrInvalidConfig, err)
+			}
+		}
+		// The Graph provider attaches tokens only to its allowed hosts and
+		// silently sends none elsewhere: allow exactly the configured host.
+		auth, err = graphauth.NewAzureIdentityAuthenticationProviderWithScopesAndValidHosts(cred, []string{st.Scope}, []string{st.base.Hostname()})
+		if err != nil {
+			return nil, fmt.Errorf("%w: authentication provider: %v", ErrInvalidConfig, err)
+		}
+	}
+
+	// The HTTP client keeps the SDK's default middleware (telemetry, URL
+	// replacement, redirect, compression, parameter-name decoding, user
+	// agent, headers inspection); only the retry handler is configured: it
+	// is told never to retry (a non-nil ShouldRetry, since a nil one panics;
+	// MaxRetries set, since 0 means 3), because retries are done in one
+	// place, fetch, for whole batches and for throttled sub-requests alike,
+	// with a fractional Retry-After, the caller's deadline and Config.Sleep.
+	// Kiota's handler would truncate "2.128" to 2s, wait on a real timer even
+	// when the deadline cannot be met, and never sees inside a $batch.
+	opts := msgraphsdk.GetDefaultClientOptions()
+	middleware := msgraphgocore.GetDefaultMiddlewaresWithOptions(&opts)
+	for i, m := range middleware {
+		switch m.(type) {
+		case *khttp.RetryHandler, khttp.RetryHandler:
+			middleware[i] = khttp.NewRetryHandlerWithOptions(khttp.RetryHandlerOptions{
+				MaxRetries:  1,
+				ShouldRetry: func(time.Duration, int, *http.Request, *http.Response) bool { return false },
+			})
+		}
+	}
+	httpClient := msgraphgocore.GetDefaultClient(&opts, middleware...)
+	if st.Transport != nil {
+		httpClient.Transport = khttp.NewCustomTransportWithParentTransport(st.Transport, middleware...)
+	}
+
+	adapter, err := msgraphsdk.NewGraphRequestAdapterWithParseNodeFactoryAndSerializationWriterFactoryAndHttpClient(auth, nil, nil, httpClient)
+	if err != nil {
+		return nil, fmt.Errorf("%w: request adapter: %v", ErrInvalidConfig, err)
+	}
+	adapter.SetBaseUrl(st.baseStr)
+	var client *msgraphsdk.GraphServiceClient
+	sdkInit.Do(func() {
+		_, _ = msgraphgocore.GetErrorFactoryFromRegistry(msgraphgocore.PageIteratorErrorRegistryKey)
+		client = msgraphsdk.NewGraphServiceClient(adapter)
+	})
+	if client == nil {
+		client = msgraphsdk.NewGraphServiceClient(adapter)
+	}
+	return &Source{cfg: st, adapter: adapter, client: client, roles: map[string]groupRoles{}}, nil
+}
+
+// Lookup fetches p's live PIM state. It validates p first (nothing is sent
+// for an ID that is not a GUID), then reads, in one $batch round trip, the
+// principal's directory-role assignment schedule instances, its
+// PIM-for-Groups assignment schedule instances and its transitive group
+// memberships, following @odata.nextLink (further pages of all three travel
+// together, one round trip per page). Only when the principal belongs to a
+// role-assignable group does it also need the tenant's group-held roles,
+// which are fetched at most once per [Config.GroupRolesTTL] per tenant and
+// shared by concurrent Lookups. [graphcheck.Combine] joins the answers.
+//
+// Lookup is bounded by ctx and [Config.Timeout]. Errors wrap
+// [graphcheck.ErrInvalidPrincipal], [graphcheck.ErrPrincipalNotFound],
+// [graphcheck.ErrPermissionDenied] or [graphcheck.ErrLicenseRequired] (as a
+// [*graphcheck.PermissionError] naming the permission or licence), or
+// [graphcheck.ErrUnavailable]; no failure yields a State.
+func (s *Source) Lookup(ctx context.Context, p graphcheck.Principal) (*graphcheck.State, error) {
+	if err := p.Validate(); err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithTimeout(ctx, s.cfg.Timeout)
+	defer cancel()
+	oid := strings.ToLower(p.ObjectID)
+
+	f := graphcheck.Facts{Principal: p}
+	own, err := s.roleInstances(ctx, oid, true, func(r []graphcheck.RoleAssignment) { f.Own = append(f.Own, r...) })
+	if err != nil {
+		return nil, err
+	}
+	pim, err := s.groupInstances(ctx, oid, func(m []graphcheck.GroupMembership) { f.Memberships = append(f.Memberships, m...) })
+	if err != nil {
+		return nil, err
+	}
+	memberOf, err := s.memberOf(ctx, oid, p.ServicePrincipal, func(g []graphcheck.GroupRef) { f.Groups = append(f.Groups, g...) })
+	if err != nil {
+		return nil, err
+	}
+	if err := s.fetch(ctx, []*collection{own, pim, memberOf}); err != nil {
+		return nil, err
+	}
+	f.FetchedAt = s.cfg.Now()
+
+	for _, g := range f.Groups {
+		if g.IsAssignableToRole {
+			if f.GroupRoles, err = s.groupRoles(ctx, strings.ToLower(p.TenantID)); err != nil {
+				return nil, err
+			}
+			break
+		}
+	}
+	return graphcheck.Combine(f), nil
+}
+
+// groupRoles returns the tenant's role-assignable groups and their active
+// role assignment instances, from the cache while it is younger than
+// GroupRolesTTL, else from one fetch shared by every caller that needs it
+// meanwhile. The fetch runs detached from any caller's context, bounded by
+// Config.Timeout; each caller stops waiting when its own ctx is done.
+func (s *Source) groupRoles(ctx context.Context, tenant string) (map[string][]graphcheck.RoleAssignment, error) {
+	if m, ok := s.cachedGroupRoles(tenant); ok {
+		return m, nil
+	}
+	ch := s.flights.DoChan(tenant, func() (any, error) {
+		if m, ok := s.cachedGroupRoles(tenant); ok {
+			return m, nil // a flight that just ended stored it
+		}
+		fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.cfg.Timeout)
+		defer cancel()
+		at := s.cfg.Now()
+		m, err := s.fetchGroupRoles(fctx)
+		if err != nil {
+			return nil, err
+		}
+		s.mu.Lock()
+		s.roles[tenant] = groupRoles{byGroup: m, at: at}
+		s.mu.Unlock()
+		return m, nil
+	})
+	select {
+	case <-ctx.Done():
+		return nil, classifyErr(epGroups, ctx.Err())
+	case r := <-ch:
+		if r.Err != nil {
+			return nil, r.Err
+		}
+		return r.Val.(map[string][]graphcheck.RoleAssignment), nil
+	}
+}
+
+func (s *Source) cachedGroupRoles(tenant string) (map[string][]graphcheck.RoleAssignment, bool) {
+	s.mu.Lock()
+	e, ok := s.roles[tenant]
+	s.mu.Unlock()
+	if !ok {
+		return nil, false
+	}
+	now := s.cfg.Now()
+	return e.byGroup, !now.Before(e.at) && now.Before(e.at.Add(s.cfg.GroupRolesTTL))
+}
+
+// fetchGroupRoles lists the role-assignable groups, then reads each group's
+// active role assignment instances, up to 20 groups per $batch.
+func (s *Source) fetchGroupRoles(ctx context.Context) (map[string][]graphcheck.RoleAssignment, error) {
+	var ids []string
+	filter := "isAssignableToRole eq true"
+	top := int32(999)
+	rel, err := s.relative(s.client.Groups().ToGetRequestInformation(ctx, &groups.GroupsRequestBuilderGetRequestConfiguration{
+		QueryParameters: &groups.GroupsRequestBuilderGetQueryParameters{Filter: &filter, Select: []string{"id"}, Top: &top},
+	}))
+	if err != nil {
+		return nil, unavailable("building GET /groups: %v", err)
+	}
+	list := &collection{ep: epGroups, next: rel, add: func(v json.RawMessage) error {
+		gs, err := decodeGroups(v)
+		for _, g := range gs {
+			ids = append(ids, g.ID)
+		}
+		return err
+	}}
+	if err := s.fetch(ctx, []*collection{list}); err != nil {
+		return nil, err
+	}
+
+	byGroup := make(map[string][]graphcheck.RoleAssignment, len(ids))
+	cols := make([]*collection, 0, len(ids))
+	for _, gid := range ids {
+		if !graphcheck.IsGUID(gid) {
+			return nil, unavailable("GET /groups: group id %.40q is not a GUID", gid)
+		}
+		if _, dup := byGroup[gid]; dup {
+			continue
+		}
+		byGroup[gid] = nil
+		c, err := s.roleInstances(ctx, gid, false, func(r []graphcheck.RoleAssignment) { byGroup[gid] = append(byGroup[gid], r...) })
+		if err != nil {
+			return nil, err
+		}
+		cols = append(cols, c)
+	}
+	if err := s.fetch(ctx, cols); err != nil {
+		return nil, err
+	}
+	return byGroup, nil
+}
+
+// roleInstances is the collection of principalID's active directory-role
+// assignment schedule instances. For a user or service principal (own),
+// instances Graph reports as inherited from a group are left out: they are
+// derived from the groups' own instances instead.
+func (s *Source) roleInstances(ctx context.Context, principalID string, own bool, add func([]graphcheck.RoleAssignment)) (*collection, error) {
+	filter := "principalId eq '" + principalID + "'" // a validated GUID
+	rel, err := s.relative(s.client.RoleManagement().Directory().RoleAssignmentScheduleInstances().ToGetRequestInformation(ctx,
+		&rolemanagement.DirectoryRoleAssignmentScheduleInstancesRequestBuilderGetRequestConfiguration{
+			QueryParameters: &rolemanagement.DirectoryRoleAssignmentScheduleInstancesRequestBuilderGetQueryParameters{Filter: &filter, Select: roleSelect},
+		}))
+	if err != nil {
+		return nil, unavailable("building GET %s: %v", epRoles.path, err)
+	}
+	return &collection{ep: epRoles, next: rel, add: func(v json.RawMessage) error {
+		r, err := decodeRoles(v, own)
+		add(r)
+		return err
+	}}, nil
+}
+
+// groupInstances is the collection of principalID's active PIM-for-Groups
+// assignment schedule instances (the API requires a principalId or groupId
+// filter).
+func (s *Source) groupInstances(ctx context.Context, principalID string, add func([]graphcheck.GroupMembership)) (*collection, error) {
+	filter := "principalId eq '" + principalID + "'" // a validated GUID
+	rel, err := s.relative(s.client.IdentityGovernance().PrivilegedAccess().Group().AssignmentScheduleInstances().ToGetRequestInformation(ctx,
+		&identitygovernance.PrivilegedAccessGroupAssignmentScheduleInstancesRequestBuilderGetRequestConfiguration{
+			QueryParameters: &identitygovernance.PrivilegedAccessGroupAssignmentScheduleInstancesRequestBuilderGetQueryParameters{Filter: &filter, Select: groupSelect},
+		}))
+	if err != nil {
+		return nil, unavailable("building GET %s: %v", epGroupPIM.path, err)
+	}
+	return &collection{ep: epGroupPIM, next: rel, add: func(v json.RawMessage) error {
+		m, err := decodeMemberships(v)
+		add(m)
+		return err
+	}}, nil
+}
+
+// memberOf is the collection of the groups oid belongs to, directly or
+// transitively, with their isAssignableToRole.
+func (s *Source) memberOf(ctx context.Context, oid string, servicePrincipal bool, add func([]graphcheck.GroupRef)) (*collection, error) {
+	top := int32(999)
+	var (
+		ri  *abstractions.RequestInformation
+		err error
+		ep  = epUserGroups
+	)
+	if servicePrincipal {
+		ep = epSPGroups
+		ri, err = s.client.ServicePrincipals().ByServicePrincipalId(oid).TransitiveMemberOf().GraphGroup().ToGetRequestInformation(ctx,
+			&serviceprincipals.ItemTransitiveMemberOfGraphGroupRequestBuilderGetRequestConfiguration{
+				QueryParameters: &serviceprincipals.ItemTransitiveMemberOfGraphGroupRequestBuilderGetQueryParameters{Select: memberOfSelect, Top: &top},
+			})
+	} else {
+		ri, err = s.client.Users().ByUserId(oid).TransitiveMemberOf().GraphGroup().ToGetRequestInformation(ctx,
+			&users.ItemTransitiveMemberOfGraphGroupRequestBuilderGetRequestConfiguration{
+				QueryParameters: &users.ItemTransitiveMemberOfGraphGroupRequestBuilderGetQueryParameters{Select: memberOfSelect, Top: &top},
+			})
+	}
+	rel, err := s.relative(ri, err)
+	if err != nil {
+		return nil, unavailable("building GET %s: %v", ep.path, err)
+	}
+	return &collection{ep: ep, next: rel, add: func(v json.RawMessage) error {
+		g, err := decodeGroups(v)
+		add(g)
+		return err
+	}}, nil
+}

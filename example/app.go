@@ -1,0 +1,213 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/go-chi/chi/v5"
+
+	"github.com/pimguard/pimguard/graphcheck"
+	"github.com/pimguard/pimguard/graphcheck/msgraph"
+	"github.com/pimguard/pimguard/middleware"
+)
+
+// appConfig is everything newApp needs, whichever mode produced it.
+type appConfig struct {
+	auth          middleware.AuthenticatorConfig
+	graph         msgraph.Config
+	guard         middleware.GuardConfig // Source is set by newApp
+	auditorsGroup string
+	users         map[string]string // the in-memory directory's users: id → name
+	now           func() time.Time
+	extraRoutes   func(chi.Router) // demo controls
+}
+
+// realAppConfig maps the validated environment onto the library's configs.
+func realAppConfig(cfg config) appConfig {
+	ac := appConfig{
+		auth: middleware.AuthenticatorConfig{
+			Tenants:   []string{cfg.TenantID},
+			Audiences: cfg.Audiences,
+			Authority: cfg.Authority,
+		},
+		graph: msgraph.Config{
+			BaseURL:              cfg.GraphURL,
+			InsecureNoCredential: cfg.GraphAuth == "none",
+		},
+		auditorsGroup: cfg.AuditorsGroup,
+		users: map[string]string{
+			"alex": "Alex Wilber",
+			"sam":  "Sam Taylor",
+			"kim":  "Kim Akers",
+		},
+		now: time.Now,
+	}
+	ac.guard = guardConfig(cfg)
+	return ac
+}
+
+func guardConfig(cfg config) middleware.GuardConfig {
+	g := middleware.GuardConfig{CacheTTL: cfg.CacheTTL, NegativeTTL: cfg.NegativeTTL, MaxStale: cfg.MaxStale}
+	if cfg.ClaimsPolicy == "token-and-live" {
+		g.ClaimsPolicy = middleware.PolicyTokenAndLive
+	}
+	return g
+}
+
+// app is the helpdesk API: pimguard in front of an in-memory directory.
+type app struct {
+	auth          *middleware.Authenticator
+	guard         *middleware.Guard
+	dir           *directory
+	auditorsGroup string
+	now           func() time.Time
+	logger        *slog.Logger
+	extraRoutes   func(chi.Router)
+}
+
+func newApp(ctx context.Context, ac appConfig, logger *slog.Logger) (*app, error) {
+	if ac.now == nil {
+		ac.now = time.Now
+	}
+	ac.auth.Logger, ac.auth.Now = logger, ac.now
+	auth, err := middleware.NewAuthenticator(ctx, ac.auth)
+	if err != nil {
+		return nil, err
+	}
+	ac.graph.Logger, ac.graph.Now = logger, ac.now
+	src, err := msgraph.New(ac.graph)
+	if err != nil {
+		return nil, err
+	}
+	ac.guard.Source, ac.guard.Logger, ac.guard.Now = src, logger, ac.now
+	guard, err := middleware.NewGuard(ac.guard)
+	if err != nil {
+		return nil, err
+	}
+	return &app{
+		auth: auth, guard: guard, dir: newDirectory(ac.now, ac.users), auditorsGroup: ac.auditorsGroup,
+		now: ac.now, logger: logger, extraRoutes: ac.extraRoutes,
+	}, nil
+}
+
+// Requirements of the protected routes.
+var (
+	canResetPasswords = middleware.AnyOf(
+		middleware.Role(middleware.RoleHelpdeskAdministrator),
+		middleware.Role(middleware.RoleUserAdministrator),
+	)
+	canDeleteUsers = middleware.Role(middleware.RoleUserAdministrator)
+)
+
+func (a *app) routes() http.Handler {
+	r := chi.NewRouter()
+	r.NotFound(func(w http.ResponseWriter, _ *http.Request) {
+		writeJSON(w, http.StatusNotFound, map[string]string{"error": "not_found"})
+	})
+	r.MethodNotAllowed(func(w http.ResponseWriter, _ *http.Request) {
+		writeJSON(w, http.StatusMethodNotAllowed, map[string]string{"error": "method_not_allowed"})
+	})
+	r.Get("/healthz", func(w http.ResponseWriter, _ *http.Request) {
+		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+	})
+	r.Route("/api", func(r chi.Router) {
+		r.Use(a.auth.Handler)
+		r.With(a.guard.Load).Get("/me", a.me)
+		r.With(a.guard.Require(canResetPasswords)).Post("/users/{id}/reset-password", a.resetPassword)
+		r.With(a.guard.Require(canDeleteUsers)).Delete("/users/{id}", a.deleteUser)
+		if a.auditorsGroup != "" {
+			r.With(a.guard.Require(middleware.GroupMember(a.auditorsGroup))).Get("/audit", a.audit)
+		}
+	})
+	if a.extraRoutes != nil {
+		a.extraRoutes(r)
+	}
+	return r
+}
+
+type roleJSON struct {
+	RoleDefinitionID string  `json:"roleDefinitionId"`
+	DirectoryScopeID string  `json:"directoryScopeId"`
+	AssignmentType   string  `json:"assignmentType"`
+	EndDateTime      *string `json:"endDateTime"`
+	ViaGroupID       string  `json:"viaGroupId,omitempty"`
+}
+
+type groupJSON struct {
+	GroupID     string  `json:"groupId"`
+	AccessID    string  `json:"accessId"`
+	EndDateTime *string `json:"endDateTime"`
+}
+
+type meJSON struct {
+	TenantID string      `json:"tenantId"`
+	ObjectID string      `json:"objectId"`
+	Roles    []roleJSON  `json:"roles"`
+	Groups   []groupJSON `json:"groups"`
+}
+
+// me answers with the caller's live state: what is active now, not what the
+// token claimed when it was issued.
+func (a *app) me(w http.ResponseWriter, r *http.Request) {
+	p, _ := middleware.PrincipalFromContext(r.Context())
+	s, _ := middleware.LiveStateFromContext(r.Context())
+	now := a.now()
+	out := meJSON{TenantID: p.TenantID, ObjectID: p.ObjectID, Roles: []roleJSON{}, Groups: []groupJSON{}}
+	for _, ra := range middleware.ActiveRoles(s, now) {
+		out.Roles = append(out.Roles, roleJSON{
+			RoleDefinitionID: ra.RoleDefinitionID, DirectoryScopeID: ra.DirectoryScopeID,
+			AssignmentType: ra.AssignmentType, EndDateTime: rfc3339(ra.End), ViaGroupID: ra.ViaGroupID,
+		})
+	}
+	for _, g := range middleware.ActiveGroups(s, now) {
+		out.Groups = append(out.Groups, groupJSON{GroupID: g.GroupID, AccessID: g.AccessID, EndDateTime: rfc3339(g.End)})
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+func (a *app) resetPassword(w http.ResponseWriter, r *http.Request) {
+	p, _ := middleware.PrincipalFromContext(r.Context())
+	id := chi.URLParam(r, "id")
+	temp, ok := a.dir.resetPassword(p.ObjectID, id)
+	if !ok {
+		writeJSON(w, http.StatusNotFound, map[string]string{"error": "user_not_found", "userId": id})
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"userId": id, "temporaryPassword": temp, "forceChangeAtNextSignIn": true})
+}
+
+func (a *app) deleteUser(w http.ResponseWriter, r *http.Request) {
+	p, _ := middleware.PrincipalFromContext(r.Context())
+	id := chi.URLParam(r, "id")
+	if !a.dir.deleteUser(p.ObjectID, id) {
+		writeJSON(w, http.StatusNotFound, map[string]string{"error": "user_not_found", "userId": id})
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"userId": id, "deleted": true})
+}
+
+func (a *app) audit(w http.ResponseWriter, _ *http.Request) {
+	writeJSON(w, http.StatusOK, map[string]any{"entries": a.dir.auditLog()})
+}
+
+func rfc3339(t time.Time) *string {
+	if t.IsZero() {
+		return nil
+	}
+	s := t.UTC().Format(time.RFC3339)
+	return &s
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json; charset=utf-8")
+	w.WriteHeader(status)
+	if err := json.NewEncoder(w).Encode(v); err != nil {
+		fmt.Println(err)
+	}
+}
+
+var _ graphcheck.Source = (*msgraph.Source)(nil)

@@ -1,0 +1,148 @@
+package main
+
+import (
+	"fmt"
+	"net"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/pimguard/pimguard/graphcheck"
+)
+
+// config is the example's configuration, read from PIMGUARD_* environment
+// variables. The presence of PIMGUARD_TENANT_ID selects real mode; without
+// it the example runs in demo mode against an in-process fake tenant.
+type config struct {
+	TenantID      string
+	Audiences     []string
+	Authority     string
+	GraphURL      string
+	GraphAuth     string // "azure" or "none"
+	CacheTTL      time.Duration
+	NegativeTTL   time.Duration
+	ClaimsPolicy  string // "live" or "token-and-live"
+	MaxStale      time.Duration
+	AuditorsGroup string
+	Addr          string
+}
+
+// Demo reports whether no tenant is configured.
+func (c config) Demo() bool { return c.TenantID == "" }
+
+// loadConfig reads and validates the configuration. Every error names the
+// variable at fault: the program must never start half-configured.
+func loadConfig(getenv func(string) string) (config, error) {
+	c := config{
+		TenantID:      strings.TrimSpace(getenv("PIMGUARD_TENANT_ID")),
+		Authority:     orDefault(getenv("PIMGUARD_AUTHORITY"), "https://login.microsoftonline.com"),
+		GraphURL:      orDefault(getenv("PIMGUARD_GRAPH_URL"), "https://graph.microsoft.com/v1.0"),
+		GraphAuth:     orDefault(getenv("PIMGUARD_GRAPH_AUTH"), "azure"),
+		ClaimsPolicy:  orDefault(getenv("PIMGUARD_CLAIMS_POLICY"), "live"),
+		AuditorsGroup: strings.TrimSpace(getenv("PIMGUARD_AUDITORS_GROUP")),
+		Addr:          orDefault(getenv("PIMGUARD_ADDR"), "127.0.0.1:8080"),
+	}
+	var err error
+	if c.CacheTTL, err = duration(getenv, "PIMGUARD_CACHE_TTL", 30*time.Second, false); err != nil {
+		return c, err
+	}
+	if c.NegativeTTL, err = duration(getenv, "PIMGUARD_NEGATIVE_TTL", 5*time.Second, false); err != nil {
+		return c, err
+	}
+	if c.MaxStale, err = duration(getenv, "PIMGUARD_MAX_STALE", 0, true); err != nil {
+		return c, err
+	}
+	switch c.ClaimsPolicy {
+	case "live", "token-and-live":
+	default:
+		return c, fmt.Errorf("PIMGUARD_CLAIMS_POLICY: %q is neither live nor token-and-live", c.ClaimsPolicy)
+	}
+	if c.AuditorsGroup != "" && !graphcheck.IsGUID(c.AuditorsGroup) {
+		return c, fmt.Errorf("PIMGUARD_AUDITORS_GROUP: %q is not a group object ID (GUID)", c.AuditorsGroup)
+	}
+	if _, _, err := net.SplitHostPort(c.Addr); err != nil {
+		return c, fmt.Errorf("PIMGUARD_ADDR: %q is not host:port: %v", c.Addr, err)
+	}
+	if c.Demo() {
+		return c, nil
+	}
+
+	// Real mode.
+	if !graphcheck.IsGUID(c.TenantID) {
+		return c, fmt.Errorf("PIMGUARD_TENANT_ID: %q is not a tenant ID (GUID)", c.TenantID)
+	}
+	c.TenantID = strings.ToLower(c.TenantID)
+	for _, a := range strings.Split(getenv("PIMGUARD_AUDIENCES"), ",") {
+		if a = strings.TrimSpace(a); a != "" {
+			c.Audiences = append(c.Audiences, a)
+		}
+	}
+	if len(c.Audiences) == 0 {
+		return c, fmt.Errorf("PIMGUARD_AUDIENCES: required in real mode (the API's client ID and App ID URI, comma-separated)")
+	}
+	if err := checkBaseURL(c.Authority); err != nil {
+		return c, fmt.Errorf("PIMGUARD_AUTHORITY: %v", err)
+	}
+	if err := checkBaseURL(c.GraphURL); err != nil {
+		return c, fmt.Errorf("PIMGUARD_GRAPH_URL: %v", err)
+	}
+	switch c.GraphAuth {
+	case "azure":
+	case "none":
+		if !isLoopbackURL(c.GraphURL) {
+			return c, fmt.Errorf("PIMGUARD_GRAPH_AUTH: none is only allowed with a loopback PIMGUARD_GRAPH_URL, not %q", c.GraphURL)
+		}
+	default:
+		return c, fmt.Errorf("PIMGUARD_GRAPH_AUTH: %q is neither azure nor none", c.GraphAuth)
+	}
+	return c, nil
+}
+
+func orDefault(v, def string) string {
+	if v = strings.TrimSpace(v); v == "" {
+		return def
+	}
+	return v
+}
+
+func duration(getenv func(string) string, name string, def time.Duration, zeroOK bool) (time.Duration, error) {
+	v := strings.TrimSpace(getenv(name))
+	if v == "" {
+		return def, nil
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil && v == "0" {
+		d, err = 0, nil
+	}
+	switch {
+	case err != nil:
+		return 0, fmt.Errorf("%s: %q is not a duration such as 30s or 2m", name, v)
+	case d < 0 || (d == 0 && !zeroOK):
+		return 0, fmt.Errorf("%s: %q must be positive", name, v)
+	}
+	return d, nil
+}
+
+func checkBaseURL(s string) error {
+	u, err := url.Parse(s)
+	if err != nil || u.Host == "" {
+		return fmt.Errorf("%q is not an absolute URL", s)
+	}
+	if u.Scheme == "https" || (u.Scheme == "http" && isLoopbackURL(s)) {
+		return nil
+	}
+	return fmt.Errorf("%q must be https (plain http only on loopback)", s)
+}
+
+func isLoopbackURL(s string) bool {
+	u, err := url.Parse(s)
+	if err != nil {
+		return false
+	}
+	h := u.Hostname()
+	if h == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(h)
+	return ip != nil && ip.IsLoopback()
+}

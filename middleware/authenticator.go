@@ -15,6 +15,8 @@ import (
 
 	"github.com/coreos/go-oidc/v3/oidc"
 	"github.com/go-jose/go-jose/v4"
+
+	"github.com/pimguard/pimguard/graphcheck"
 )
 
 // Defaults applied by [NewAuthenticator] to zero-valued [AuthenticatorConfig] fields.
@@ -217,7 +219,7 @@ func (a *Authenticator) applyDefaults() error {
 	}
 	tenants := make([]string, 0, len(c.Tenants))
 	for _, t := range c.Tenants {
-		if !isGUID(t) {
+		if !graphcheck.IsGUID(t) {
 			return fmt.Errorf("middleware: AuthenticatorConfig.Tenants: %q is not a tenant ID (GUID)", t)
 		}
 		tenants = append(tenants, strings.ToLower(t))
@@ -439,7 +441,7 @@ func (a *Authenticator) issuerFor(iss string) (*issuer, error) {
 	l := strings.ToLower(iss)
 	for _, t := range a.templates {
 		if len(l) == len(t.prefix)+36+len(t.suffix) && strings.HasPrefix(l, t.prefix) && strings.HasSuffix(l, t.suffix) &&
-			isGUID(l[len(t.prefix):len(t.prefix)+36]) {
+			graphcheck.IsGUID(l[len(t.prefix):len(t.prefix)+36]) {
 			return nil, fmt.Errorf("%w: issuer of tenant %s", ErrTokenTenantNotAllowed, l[len(t.prefix):len(t.prefix)+36])
 		}
 	}
@@ -514,27 +516,6 @@ func principalOf(c *accessClaims) *Principal {
 		p.Username = c.UName
 	}
 	return p
-}
-
-// isGUID reports whether s has the 8-4-4-4-12 hex form of a GUID.
-func isGUID(s string) bool {
-	if len(s) != 36 {
-		return false
-	}
-	for i := 0; i < 36; i++ {
-		c := s[i]
-		switch i {
-		case 8, 13, 18, 23:
-			if c != '-' {
-				return false
-			}
-		default:
-			if !('0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F') {
-				return false
-			}
-		}
-	}
-	return true
 }
 
 // checkURL accepts https URLs, and http URLs whose host is a loopback address

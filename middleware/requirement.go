@@ -63,7 +63,7 @@ func Role(roleDefinitionID string) Requirement {
 // AnyOf(Role(id), RoleInScope(id, scope)) to accept either.
 func RoleInScope(roleDefinitionID, directoryScopeID string) Requirement {
 	r := Requirement{kind: kindRole, id: strings.ToLower(roleDefinitionID)}
-	if !isGUID(roleDefinitionID) {
+	if !graphcheck.IsGUID(roleDefinitionID) {
 		r.err = fmt.Errorf("%w: role definition ID %.60q is not a GUID", errInvalidRequirement, roleDefinitionID)
 	}
 	scope, err := normalizeScope(directoryScopeID)
@@ -86,9 +86,9 @@ func normalizeScope(s string) (string, error) {
 	switch {
 	case s == graphcheck.TenantScope:
 		return s, nil
-	case len(s) > len(auPrefix) && strings.EqualFold(s[:len(auPrefix)], auPrefix) && isGUID(s[len(auPrefix):]):
+	case len(s) > len(auPrefix) && strings.EqualFold(s[:len(auPrefix)], auPrefix) && graphcheck.IsGUID(s[len(auPrefix):]):
 		return auPrefix + strings.ToLower(s[len(auPrefix):]), nil
-	case len(s) > 1 && s[0] == '/' && isGUID(s[1:]):
+	case len(s) > 1 && s[0] == '/' && graphcheck.IsGUID(s[1:]):
 		return strings.ToLower(s), nil
 	}
 	return s, fmt.Errorf(`%w: directory scope %.80q is not "/", "/administrativeUnits/{GUID}" or "/{GUID}"`, errInvalidRequirement, s)
@@ -105,7 +105,7 @@ func GroupOwner(groupID string) Requirement { return group(groupID, graphcheck.A
 
 func group(id, access string) Requirement {
 	r := Requirement{kind: kindGroup, id: strings.ToLower(id), scope: access}
-	if !isGUID(id) {
+	if !graphcheck.IsGUID(id) {
 		r.err = fmt.Errorf("%w: group ID %.60q is not a GUID", errInvalidRequirement, id)
 	}
 	return r

@@ -9,6 +9,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/pimguard/pimguard/graphcheck"
 )
 
 // Object IDs of a few built-in Microsoft Entra roles. A built-in role's
@@ -169,28 +171,8 @@ func guidB64(g string) string {
 	return base64.RawURLEncoding.EncodeToString(b)
 }
 
-// isGUID reports whether s has the 8-4-4-4-12 hex form.
-func isGUID(s string) bool {
-	if len(s) != 36 {
-		return false
-	}
-	for i, c := range s {
-		switch i {
-		case 8, 13, 18, 23:
-			if c != '-' {
-				return false
-			}
-		default:
-			if !('0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F') {
-				return false
-			}
-		}
-	}
-	return true
-}
-
 func checkGUID(what, s string) error {
-	if !isGUID(s) {
+	if !graphcheck.IsGUID(s) {
 		return fmt.Errorf("%w: %s %q is not a GUID", ErrInvalid, what, s)
 	}
 	return nil
@@ -201,7 +183,7 @@ func normScope(scope string) (string, error) {
 	if scope == "" || scope == "/" {
 		return "/", nil
 	}
-	if au, ok := strings.CutPrefix(scope, "/administrativeUnits/"); ok && isGUID(au) {
+	if au, ok := strings.CutPrefix(scope, "/administrativeUnits/"); ok && graphcheck.IsGUID(au) {
 		return "/administrativeUnits/" + strings.ToLower(au), nil
 	}
 	return "", fmt.Errorf("%w: scope %q is neither \"/\" nor /administrativeUnits/{id}", ErrInvalid, scope)

@@ -14,6 +14,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/pimguard/pimguard/graphcheck"
 )
 
 // maxBodyBytes bounds the request bodies the Graph emulator reads.
@@ -597,7 +599,7 @@ func parseFilter(s string, allowed map[string]filterKind) (filterExpr, error) {
 		if !t.lit {
 			return "", false, fmt.Errorf("expected a quoted GUID, got %q", t.text)
 		}
-		if !isGUID(t.text) {
+		if !graphcheck.IsGUID(t.text) {
 			return "", false, fmt.Errorf("'%s' is not a valid GUID", t.text)
 		}
 		return strings.ToLower(t.text), false, nil

@@ -399,6 +399,16 @@ func (a *Authenticator) Verify(ctx context.Context, raw string) (*Principal, err
 }
 
 func (a *Authenticator) verify(ctx context.Context, raw string) (*tokenEntry, error) {
+	header, payload, err := splitCompact(raw)
+	if err != nil {
+		return nil, err
+	}
+	if err := checkUniqueKeys(header); err != nil {
+		return nil, fmt.Errorf("%w: header: %v", ErrTokenMalformed, err)
+	}
+	if err := checkUniqueKeys(payload); err != nil {
+		return nil, fmt.Errorf("%w: claims: %v", ErrTokenMalformed, err)
+	}
 	jws, err := jose.ParseSigned(raw, a.algs)
 	if err != nil {
 		var algErr *jose.ErrUnexpectedSignatureAlgorithm
@@ -414,7 +424,7 @@ func (a *Authenticator) verify(ctx context.Context, raw string) (*tokenEntry, er
 	// issuer's key set; nothing in it is trusted until go-oidc has verified
 	// the same bytes.
 	var c accessClaims
-	if err := json.Unmarshal(jws.UnsafePayloadWithoutVerification(), &c); err != nil {
+	if err := json.Unmarshal(payload, &c); err != nil {
 		return nil, fmt.Errorf("%w: claims: %v", ErrTokenMalformed, err)
 	}
 	is, err := a.issuerFor(c.Iss)

@@ -224,7 +224,7 @@ func TestAuthenticatorRejects(t *testing.T) {
 		{"characters outside b64token", []string{"Bearer " + parts[0] + ".{}." + parts[2]}, 401, middleware.CodeTokenMalformed},
 		{"not a JWT", []string{"Bearer abc.def"}, 401, middleware.CodeTokenMalformed},
 		{"JWE (five parts)", []string{"Bearer " + parts[0] + ".a.b.c.d"}, 401, middleware.CodeTokenMalformed},
-		{"alg none", []string{"Bearer " + b64(`{"alg":"none","typ":"JWT","kid":"`+kid+`"}`) + "." + b64(string(good)) + "."}, 401, middleware.CodeTokenBadSignature},
+		{"alg none", []string{"Bearer " + b64(`{"alg":"none","typ":"JWT","kid":"`+kid+`"}`) + "." + b64(string(good)) + "."}, 401, middleware.CodeTokenMalformed},
 		{"HS256 keyed with the RSA public key", []string{"Bearer " + signWith(t, jose.HS256, pubDER, kid, good)}, 401, middleware.CodeTokenBadSignature},
 		{"signed by a key not in the JWKS", []string{"Bearer " + signWith(t, jose.RS256, strangerKey, kid, good)}, 401, middleware.CodeTokenBadSignature},
 		{"unknown kid", []string{"Bearer " + signWith(t, jose.RS256, strangerKey, "no-such-key", good)}, 401, middleware.CodeTokenBadSignature},

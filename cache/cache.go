@@ -296,6 +296,11 @@ func (c *Cache[K, V]) miss(ctx context.Context, s *shard[K, V], key K) (V, Info,
 	// and read only after receiving it.
 	started := false
 	ch := s.group.Load().DoChan(string(key), func() (any, error) {
+		// A load that finished between this Get's miss and now has stored
+		// a fresh entry and left the group: use it rather than load again.
+		if e, ok := s.lru.Peek(key); ok && c.now().Before(e.expires) {
+			return e, nil
+		}
 		started = true
 		return c.loadAndStore(ctx, s, key)
 	})

@@ -66,7 +66,11 @@ type GuardConfig struct {
 
 	// CacheTTL is how long a fetched state is served before it is fetched
 	// again: the longest a role deactivated or removed before its end time
-	// can still be honoured. A state is never served as fresh past the
+	// can still be honoured. (A Source may add its own lag: graphcheck/msgraph
+	// reuses the tenant-wide map of role-assignable groups' roles for its
+	// GroupRolesTTL, so a group's own role removed early can be honoured for
+	// up to CacheTTL + GroupRolesTTL; a member leaving the group is seen
+	// within CacheTTL.) A state is never served as fresh past the
 	// earliest end time among its assignments, whatever the TTL, and every
 	// decision checks each assignment's window at the request's instant.
 	// Default [DefaultStateTTL].

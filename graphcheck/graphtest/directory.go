@@ -545,20 +545,28 @@ func (s *Server) endRole(principalID, roleID, scope, typ string) error {
 	if err != nil {
 		return err
 	}
-	now := s.clock.Now()
+	pid, rid := strings.ToLower(principalID), strings.ToLower(roleID)
+	ended := endSchedules(d.roleActive, s.clock.Now(), typ, func(x *schedule) bool { return sameRole(x, pid, rid, sc) })
+	if !ended {
+		return fmt.Errorf("%w: no %s instance of role %s for %s at %s", ErrNotActive, strings.ToLower(typ), roleID, principalID, sc)
+	}
+	return nil
+}
+
+// endSchedules ends at now every schedule of type typ that match selects
+// and that has not ended, and reports whether there was one. Callers hold
+// d.mu.
+func endSchedules(list []*schedule, now time.Time, typ string, match func(*schedule) bool) bool {
 	ended := false
-	for _, x := range d.roleActive {
-		if sameRole(x, strings.ToLower(principalID), strings.ToLower(roleID), sc) && x.assignmentType == typ && x.notEnded(now) {
+	for _, x := range list {
+		if match(x) && x.assignmentType == typ && x.notEnded(now) {
 			x.end, ended = now, true
 			if x.start.After(now) {
 				x.start = now
 			}
 		}
 	}
-	if !ended {
-		return fmt.Errorf("%w: no %s instance of role %s for %s at %s", ErrNotActive, strings.ToLower(typ), roleID, principalID, sc)
-	}
-	return nil
+	return ended
 }
 
 // checkGroupArgs validates a PIM for Groups target. Callers hold d.mu.
@@ -705,16 +713,8 @@ func (s *Server) endGroup(gid, principalID, accessID, typ string) error {
 	if err != nil {
 		return err
 	}
-	now := s.clock.Now()
-	ended := false
-	for _, x := range d.groupActive {
-		if sameGroup(x, strings.ToLower(gid), strings.ToLower(principalID), acc) && x.assignmentType == typ && x.notEnded(now) {
-			x.end, ended = now, true
-			if x.start.After(now) {
-				x.start = now
-			}
-		}
-	}
+	g, pid := strings.ToLower(gid), strings.ToLower(principalID)
+	ended := endSchedules(d.groupActive, s.clock.Now(), typ, func(x *schedule) bool { return sameGroup(x, g, pid, acc) })
 	if !ended {
 		return fmt.Errorf("%w: no %s %s instance for %s in %s", ErrNotActive, strings.ToLower(typ), acc, principalID, gid)
 	}

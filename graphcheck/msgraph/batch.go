@@ -370,13 +370,25 @@ func (s *Source) relativeLink(link string) (string, error) {
 		return "", fmt.Errorf("@odata.nextLink leaves %s (points to %.80q); not followed", base.Host, u.Scheme+"://"+u.Host)
 	}
 	rel, ok := strings.CutPrefix(u.EscapedPath(), base.EscapedPath())
-	if !ok || !strings.HasPrefix(rel, "/") {
+	if !ok || !strings.HasPrefix(rel, "/") || hasDotSegment(u.Path) {
 		return "", fmt.Errorf("@odata.nextLink %.80q is outside %s; not followed", link, s.cfg.baseStr)
 	}
 	if u.RawQuery != "" {
 		rel += "?" + u.RawQuery
 	}
 	return rel, nil
+}
+
+// hasDotSegment reports whether a (decoded) URL path has a "." or ".."
+// segment: {base}/v1.0/../beta/... has the base's prefix but leaves it once
+// resolved, so such a link is refused rather than followed.
+func hasDotSegment(p string) bool {
+	for _, seg := range strings.Split(p, "/") {
+		if seg == "." || seg == ".." {
+			return true
+		}
+	}
+	return false
 }
 
 // relative turns a request built by the SDK's request builders into a URL

@@ -56,11 +56,19 @@ type groupRoles struct {
 // sync.Once makes every New return only after the writes are done.
 var sdkInit sync.Once
 
+// newMu serialises [New]: the SDK's constructors write package-level state.
+var newMu sync.Mutex
+
 // New validates cfg, applies its defaults and builds the Graph client. It
 // makes no network call: the credential is first asked for a token by the
 // first Lookup. It returns an error wrapping [ErrInvalidConfig] for a
 // configuration it refuses.
 func New(cfg Config) (*Source, error) {
+	// The SDK's constructors write package-level state (kiota's backing
+	// store factory), so concurrent calls to New would race: build one
+	// client at a time. Lookups on built Sources are unaffected.
+	newMu.Lock()
+	defer newMu.Unlock()
 	st, err := cfg.resolve()
 	if err != nil {
 		return nil, err

@@ -1,0 +1,344 @@
+package msgraph
+
+// FuzzGraphResponse feeds arbitrary bytes to the Source as Graph's answers:
+// either the body of the whole $batch answer (with an arbitrary HTTP
+// status), or the body of one $batch sub-response (with an arbitrary
+// status) among otherwise valid ones. The answers come from an in-memory
+// RoundTripper below the SDK's middleware, so a whole Lookup (SDK, batch
+// plumbing, decoding, classification, retries with a stubbed Sleep) runs
+// per input without a network. Properties:
+//
+//   - nothing panics;
+//   - Lookup returns a State or an error wrapping a graphcheck sentinel,
+//     never both, never neither;
+//   - a non-2xx answer that is not retried, and a 2xx answer that does not
+//     decode, fail the Lookup; assignments in a State come only from 2xx
+//     answers that decode;
+//   - no request leaves the configured host, and no sub-request URL names
+//     another host;
+//   - the decoders, used directly, return no assignment with an error, and
+//     Retry-After parsing stays within [0, 24h].
+//
+// Run: go test -run XXX -fuzz '^FuzzGraphResponse$' -fuzztime 10s ./graphcheck/msgraph/
+// The seed corpus is in testdata/fuzz/FuzzGraphResponse (Microsoft Graph
+// documentation samples and hand-made answers); the samples under
+// /work/shared/graph-samples are added when present.
+
+import (
+	"bytes"
+	"compress/gzip"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore/policy"
+
+	"github.com/pimguard/pimguard/graphcheck"
+)
+
+const (
+	fzSamples = "../../../shared/graph-samples"
+	fzOID     = "a11ce000-0000-4000-8000-000000000001"
+	fzBase    = "https://graph.fuzz.test/v1.0"
+)
+
+// Sub-requests of a Lookup's first $batch, in the order the Source sends
+// them; mode 1+i fuzzes the answer to sub-request i.
+const (
+	fzRoles = iota
+	fzPIM
+	fzMemberOf
+)
+
+// fzTransport answers the Source's requests from memory. The first $batch
+// gets the fuzzed answer; every later one (retries, next pages, the
+// group-roles fetch) gets empty collections, so that whatever a State holds
+// comes from the fuzzed answer.
+type fzTransport struct {
+	mode   int
+	status int
+	body   []byte
+
+	mu       sync.Mutex
+	batches  int
+	problems []string
+}
+
+func (f *fzTransport) problem(format string, args ...any) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.problems = append(f.problems, fmt.Sprintf(format, args...))
+}
+
+func (f *fzTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	if r.URL.Host != "graph.fuzz.test" || r.URL.Scheme != "https" {
+		f.problem("request to %s://%s", r.URL.Scheme, r.URL.Host)
+		return nil, errors.New("off host")
+	}
+	if r.Method != http.MethodPost || r.URL.Path != "/v1.0/$batch" {
+		f.problem("unexpected %s %s", r.Method, r.URL.Path)
+		return nil, errors.New("unexpected request")
+	}
+	var rd io.Reader = r.Body
+	if r.Header.Get("Content-Encoding") == "gzip" {
+		zr, err := gzip.NewReader(r.Body)
+		if err != nil {
+			return nil, err
+		}
+		rd = zr
+	}
+	raw, err := io.ReadAll(rd)
+	if err != nil {
+		return nil, err
+	}
+	var in struct {
+		Requests []struct {
+			ID  string `json:"id"`
+			URL string `json:"url"`
+		} `json:"requests"`
+	}
+	if err := json.Unmarshal(raw, &in); err != nil {
+		f.problem("unreadable $batch request: %v", err)
+		return nil, err
+	}
+	for _, q := range in.Requests {
+		if !strings.HasPrefix(q.URL, "/") || strings.HasPrefix(q.URL, "//") || strings.Contains(q.URL, "://") {
+			f.problem("sub-request URL %q is not below the base URL", q.URL)
+		}
+	}
+	f.mu.Lock()
+	f.batches++
+	first := f.batches == 1
+	f.mu.Unlock()
+
+	status, body := http.StatusOK, []byte(nil)
+	switch {
+	case first && f.mode == 0:
+		status = f.status
+		body = f.body
+		for i, q := range in.Requests {
+			body = bytes.ReplaceAll(body, []byte(fmt.Sprintf("{ID%d}", i)), []byte(q.ID))
+		}
+	default:
+		var out []string
+		for i, q := range in.Requests {
+			st, b := 200, []byte(`{"value":[]}`)
+			if first && i == f.mode-1 {
+				st, b = f.status, fzEmbed(f.body)
+			}
+			out = append(out, fmt.Sprintf(`{"id":%q,"status":%d,"headers":{"Content-Type":"application/json"},"body":%s}`, q.ID, st, b))
+		}
+		body = []byte(`{"responses":[` + strings.Join(out, ",") + `]}`)
+	}
+	return &http.Response{
+		StatusCode: status, Status: fmt.Sprintf("%d fuzz", status), Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1,
+		Header: http.Header{"Content-Type": {"application/json"}},
+		Body:   io.NopCloser(bytes.NewReader(body)), ContentLength: int64(len(body)), Request: r,
+	}, nil
+}
+
+// fzEmbed is how a sub-response body travels inside the $batch answer: as
+// is when it is JSON, else as a JSON string (as Graph and graphtest do).
+func fzEmbed(b []byte) []byte {
+	if len(bytes.TrimSpace(b)) > 0 && json.Valid(b) {
+		return b
+	}
+	s, _ := json.Marshal(string(b))
+	return s
+}
+
+// fzDecodes reports whether a 2xx sub-response body of sub-request kind
+// decodes, with the package's own decoders.
+func fzDecodes(kind int, body json.RawMessage) bool {
+	v, _, err := decodePage(body)
+	if err != nil {
+		return false
+	}
+	switch kind {
+	case fzRoles:
+		_, err = decodeRoles(v, true)
+	case fzPIM:
+		_, err = decodeMemberships(v)
+	default:
+		_, err = decodeGroups(v)
+	}
+	return err == nil
+}
+
+func ok2xx(status int) bool { return status >= 200 && status < 300 }
+
+func FuzzGraphResponse(f *testing.F) {
+	// Samples of Microsoft Graph's documentation, when the shared copy is
+	// there (a few are also in testdata as seeds).
+	if names, err := filepath.Glob(filepath.Join(fzSamples, "*.json")); err == nil {
+		for _, n := range names {
+			b, err := os.ReadFile(n)
+			if err != nil {
+				continue
+			}
+			status := 200
+			if strings.HasPrefix(filepath.Base(n), "error_429") {
+				status = 429
+			}
+			for mode := uint8(0); mode <= 3; mode++ {
+				f.Add(mode, status, b)
+			}
+		}
+	}
+	valid := `{"responses":[` +
+		`{"id":"{ID0}","status":200,"body":{"value":[{"roleDefinitionId":"62e90394-69f5-4237-9190-012177145e10","directoryScopeId":"/","assignmentType":"Activated","memberType":"Direct","startDateTime":"2025-03-01T08:00:00Z","endDateTime":"2025-03-01T10:00:00Z"}]}},` +
+		`{"id":"{ID1}","status":200,"body":{"value":[{"groupId":"ad315000-0000-4000-8000-00000000000a","accessId":"member","assignmentType":"Assigned","endDateTime":null}]}},` +
+		`{"id":"{ID2}","status":200,"body":{"value":[{"@odata.type":"#microsoft.graph.group","id":"ad315000-0000-4000-8000-00000000000a","isAssignableToRole":true}]}}]}`
+	f.Add(uint8(0), 200, []byte(valid))
+	f.Add(uint8(0), 200, []byte(strings.Replace(valid, `"status":200`, `"status":429,"headers":{"Retry-After":"2.128"}`, 1)))
+	f.Add(uint8(0), 503, []byte(valid))
+	f.Add(uint8(1), 200, []byte(`{"value":[{"roleDefinitionId":"62e90394-69f5-4237-9190-012177145e10","directoryScopeId":"/","endDateTime":"tomorrow"}]}`))
+	f.Add(uint8(1), 200, []byte(`{"value":[],"@odata.nextLink":"https://graph.fuzz.test.evil/v1.0/x"}`))
+	f.Add(uint8(2), 403, []byte(`{"error":{"code":"UnknownError","message":"{\"errorCode\":\"PermissionScopeNotGranted\"}"}}`))
+	f.Add(uint8(3), 404, []byte(`{"error":{"code":"Request_ResourceNotFound"}}`))
+
+	f.Fuzz(func(t *testing.T, mode uint8, status int, body []byte) {
+		fzDecoders(t, body)
+
+		m := int(mode % 4)
+		if m == 0 && (status < 100 || status > 599) {
+			// A real HTTP status line: 100..599.
+			status = 100 + (status%500+500)%500
+		}
+		tr := &fzTransport{mode: m, status: status, body: body}
+		src, err := New(Config{
+			BaseURL:    fzBase,
+			Scope:      "https://graph.microsoft.com/.default",
+			Credential: fzCredential{},
+			Transport:  tr,
+			Now:        func() time.Time { return time.Date(2025, 3, 1, 9, 0, 0, 0, time.UTC) },
+			Sleep:      func(ctx context.Context, _ time.Duration) error { return ctx.Err() },
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		st, err := src.Lookup(context.Background(), graphcheck.Principal{TenantID: "8d3f0a52-6b1e-4c2a-9f4e-1a7b2c3d4e5f", ObjectID: fzOID})
+		for _, p := range tr.problems {
+			t.Error(p)
+		}
+		switch {
+		case (st == nil) == (err == nil):
+			t.Fatalf("Lookup = %v, %v: want exactly one of a State and an error", st, err)
+		case err != nil && !errors.Is(err, graphcheck.ErrUnavailable) && !errors.Is(err, graphcheck.ErrPermissionDenied) &&
+			!errors.Is(err, graphcheck.ErrLicenseRequired) && !errors.Is(err, graphcheck.ErrPrincipalNotFound):
+			t.Fatalf("error %v wraps no graphcheck sentinel", err)
+		}
+		if err != nil {
+			return
+		}
+
+		// A State came back: every answer it rests on was 2xx and decoded.
+		roles, groups := len(st.Roles) > 0, len(st.Groups) > 0
+		if m == 0 {
+			if !ok2xx(status) && !retryable(status) {
+				t.Fatalf("a State (%d roles, %d groups) from a $batch answered %d", len(st.Roles), len(st.Groups), status)
+			}
+			if !roles && !groups {
+				return
+			}
+			if !ok2xx(status) {
+				t.Fatalf("assignments from a $batch answered %d", status)
+			}
+			expanded := body
+			// The ids are not known here; the transport replaced {IDn} in
+			// request order, which decodeBatch does not care about.
+			byID, err := decodeBatch(expanded)
+			if err != nil {
+				t.Fatalf("a State with assignments from an unreadable $batch answer: %v", err)
+			}
+			for kind, has := range map[int]bool{fzRoles: roles, fzPIM: groups} {
+				a, ok := byID[fmt.Sprintf("{ID%d}", kind)]
+				if has && (!ok || !ok2xx(a.status) || !fzDecodes(kind, a.body)) {
+					t.Fatalf("assignments of sub-request %d from an answer that is missing, not 2xx or unreadable (%d)", kind, a.status)
+				}
+			}
+			return
+		}
+		kind := m - 1
+		switch {
+		case status < 100 || status > 599:
+			t.Fatalf("a State from a sub-response with status %d", status)
+		case !ok2xx(status) && !retryable(status):
+			t.Fatalf("a State from a sub-response answered %d", status)
+		case ok2xx(status) && !fzDecodes(kind, fzEmbed(body)):
+			t.Fatalf("a State from an unreadable 2xx sub-response %q", body)
+		case roles && !(kind == fzRoles && ok2xx(status)), groups && !(kind == fzPIM && ok2xx(status)):
+			t.Fatalf("assignments (%d roles, %d groups) that sub-response %d (%d) cannot carry", len(st.Roles), len(st.Groups), kind, status)
+		}
+	})
+}
+
+// fzDecoders checks the decoders directly on body.
+func fzDecoders(t *testing.T, body []byte) {
+	if d, ok := retryAfter(string(body)); d < 0 || d > maxRetryAfter || (!ok && d != 0) {
+		t.Fatalf("retryAfter(%q) = %v, %v", body, d, ok)
+	}
+	_, _ = errorCode(body)
+	if byID, err := decodeBatch(body); err == nil {
+		for id, a := range byID {
+			if a.status < 100 || a.status > 599 {
+				t.Fatalf("decodeBatch kept sub-response %q with status %d", id, a.status)
+			}
+		}
+	}
+	v, link, err := decodePage(body)
+	if err != nil {
+		return
+	}
+	if len(v) == 0 || v[0] != '[' {
+		t.Fatalf("decodePage returned value %q", v)
+	}
+	for _, skip := range []bool{true, false} {
+		if r, err := decodeRoles(v, skip); err != nil && len(r) != 0 {
+			t.Fatalf("decodeRoles returned %d assignments with error %v", len(r), err)
+		}
+	}
+	if g, err := decodeMemberships(v); err != nil && len(g) != 0 {
+		t.Fatalf("decodeMemberships returned %d memberships with error %v", len(g), err)
+	}
+	if g, err := decodeGroups(v); err != nil && len(g) != 0 {
+		t.Fatalf("decodeGroups returned %d groups with error %v", len(g), err)
+	}
+	if link != "" {
+		s := &Source{cfg: fzSettings()}
+		if rel, err := s.relativeLink(link); err == nil {
+			u, err := url.Parse(s.cfg.baseStr + rel)
+			if err != nil || !strings.HasPrefix(rel, "/") || u.Host != s.cfg.base.Host || u.Scheme != s.cfg.base.Scheme {
+				t.Fatalf("relativeLink(%q) = %q: leaves %s", link, rel, s.cfg.base.Host)
+			}
+		}
+	}
+}
+
+var fzSettingsOnce = sync.OnceValue(func() *settings {
+	s, err := Config{BaseURL: fzBase, Credential: fzCredential{}, Scope: "https://graph.microsoft.com/.default"}.resolve()
+	if err != nil {
+		panic(err)
+	}
+	return s
+})
+
+func fzSettings() *settings { return fzSettingsOnce() }
+
+// fzCredential hands out a fixed token without any network call.
+type fzCredential struct{}
+
+func (fzCredential) GetToken(context.Context, policy.TokenRequestOptions) (azcore.AccessToken, error) {
+	return azcore.AccessToken{Token: "fuzz-token", ExpiresOn: time.Now().Add(time.Hour)}, nil
+}

@@ -92,26 +92,15 @@ func (f *fixture) mint(tok graphtest.Token) string {
 	return f.tenant.MustMint(tok)
 }
 
-// signWith signs payload with an arbitrary key and header.
+// signWith signs payload with an arbitrary key and, when kid is not empty,
+// that key ID (see signHeaders in hostile_test.go for other headers).
 func signWith(t *testing.T, alg jose.SignatureAlgorithm, key any, kid string, payload []byte) string {
 	t.Helper()
-	opts := (&jose.SignerOptions{}).WithType("JWT")
+	header := map[string]any{}
 	if kid != "" {
-		opts = opts.WithHeader("kid", kid)
+		header["kid"] = kid
 	}
-	s, err := jose.NewSigner(jose.SigningKey{Algorithm: alg, Key: key}, opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	jws, err := s.Sign(payload)
-	if err != nil {
-		t.Fatal(err)
-	}
-	out, err := jws.CompactSerialize()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return out
+	return signHeaders(t, alg, key, header, false, payload)
 }
 
 func b64(s string) string { return base64.RawURLEncoding.EncodeToString([]byte(s)) }

@@ -136,13 +136,5 @@ func checkBaseURL(s string) error {
 
 func isLoopbackURL(s string) bool {
 	u, err := url.Parse(s)
-	if err != nil {
-		return false
-	}
-	h := u.Hostname()
-	if h == "localhost" {
-		return true
-	}
-	ip := net.ParseIP(h)
-	return ip != nil && ip.IsLoopback()
+	return err == nil && graphcheck.IsLoopbackHost(u.Hostname())
 }

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"net/http"
 	"net/url"
 	"slices"
@@ -542,19 +541,11 @@ func checkURL(s string) error {
 		}
 		return nil
 	case "http":
-		if isLoopback(u.Hostname()) {
+		if graphcheck.IsLoopbackHost(u.Hostname()) {
 			return nil
 		}
 		return fmt.Errorf("%q is plain http on a non-loopback host; use https", s)
 	default:
 		return fmt.Errorf("%q is not an https URL", s)
 	}
-}
-
-func isLoopback(host string) bool {
-	if host == "localhost" {
-		return true
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
 }

@@ -5,13 +5,14 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"net/http"
 	"net/url"
 	"strings"
 	"time"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
+
+	"github.com/pimguard/pimguard/graphcheck"
 )
 
 // Defaults applied by [New] to the zero fields of a [Config].
@@ -145,7 +146,7 @@ func (c Config) resolve() (*settings, error) {
 	}
 	u.Host = strings.ToLower(u.Host)
 	s.base, s.baseStr = u, u.String()
-	s.loopback = isLoopback(u.Hostname())
+	s.loopback = graphcheck.IsLoopbackHost(u.Hostname())
 	if u.Scheme == "http" && !s.loopback {
 		return nil, fmt.Errorf("%w: BaseURL %q must use https (http is allowed on loopback only)", ErrInvalidConfig, s.BaseURL)
 	}
@@ -221,16 +222,6 @@ func defaultScope(host string, loopback bool) string {
 		return "https://graph.microsoft.com/.default"
 	}
 	return ""
-}
-
-// isLoopback reports whether host (without port) is localhost or a loopback
-// IP address.
-func isLoopback(host string) bool {
-	if strings.EqualFold(host, "localhost") {
-		return true
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
 }
 
 // sleep waits for d or until ctx is done.

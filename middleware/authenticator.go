@@ -379,11 +379,12 @@ func (a *Authenticator) Verify(ctx context.Context, raw string) (*Principal, err
 	}
 	key := tokenKey(raw)
 	if e, ok := a.cache.get(key); ok {
-		if a.cfg.Now().After(e.notAfter) {
+		now := a.cfg.Now()
+		if now.After(e.notAfter) {
 			a.cache.remove(key)
 			return nil, fmt.Errorf("%w: expired at %s", ErrTokenExpired, e.principal.ExpiresAt.UTC().Format(time.RFC3339))
 		}
-		if e.keys.has(ctx, e.kid) {
+		if e.keys.has(ctx, e.kid, now) {
 			return e.principal, nil
 		}
 		// The signing key left the JWKS: verify afresh, which now fails.

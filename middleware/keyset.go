@@ -130,15 +130,16 @@ func (k *keySet) lookup(kid string) (jose.JSONWebKey, bool) {
 	return key, ok
 }
 
-// has reports whether kid is still published, refreshing a key set older than
-// maxAge first. It backs the verified-token cache: a cached token stops being
-// accepted once its signing key leaves the JWKS.
-func (k *keySet) has(ctx context.Context, kid string) bool {
+// has reports whether kid is still published at now (the caller's clock
+// reading, sparing a second one on the warm path), refreshing a key set
+// older than maxAge first. It backs the verified-token cache: a cached
+// token stops being accepted once its signing key leaves the JWKS.
+func (k *keySet) has(ctx context.Context, kid string, now time.Time) bool {
 	s := k.snap.Load()
 	if s == nil {
 		return false
 	}
-	if k.now().Sub(s.fetched) > k.maxAge {
+	if now.Sub(s.fetched) > k.maxAge {
 		if err := k.refresh(ctx); err != nil && !errors.Is(err, errCooldown) {
 			k.logger.WarnContext(ctx, "pimguard: JWKS refresh failed; keeping the previous keys", "jwks_uri", k.url, "err", err)
 		}

@@ -24,7 +24,6 @@ package msgraph_test
 // used, whole and by segment.
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -300,24 +299,6 @@ const (
 	fmRecSourceFailure = `"outcome":"error"`
 )
 
-// fmLog is a concurrency-safe buffer for logs and transcripts.
-type fmLog struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *fmLog) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *fmLog) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 // fmCredential hands the Source a fixed Graph access token.
 type fmCredential struct{ token string }
 
@@ -405,8 +386,8 @@ type fmMatrix struct {
 	refused    string // a loopback URL nothing listens on
 	// redirectCode is the status the redirector answers with.
 	redirectCode atomic.Int64
-	logs         *fmLog // every log record
-	transcript   *fmLog // every response status, header and body
+	logs         *lockedBuffer // every log record
+	transcript   *lockedBuffer // every response status, header and body
 	logger       *slog.Logger
 	graphToken   string
 	tokens       [3]string // bearer tokens of fmWho
@@ -418,7 +399,7 @@ type fmMatrix struct {
 
 func newFMMatrix(t *testing.T) *fmMatrix {
 	t.Helper()
-	m := &fmMatrix{t: t, clock: graphtest.NewClock(t0), logs: &fmLog{}, transcript: &fmLog{}}
+	m := &fmMatrix{t: t, clock: graphtest.NewClock(t0), logs: &lockedBuffer{}, transcript: &lockedBuffer{}}
 	m.logger = slog.New(slog.NewJSONHandler(m.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	m.tenant = graphtest.NewServer(graphtest.Options{Clock: m.clock, RequireGraphAuth: true})
 	t.Cleanup(m.tenant.Close)

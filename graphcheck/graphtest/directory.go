@@ -504,23 +504,12 @@ func (s *Server) ActivateRole(principalID, roleDefinitionID, scope string, d tim
 	}
 	role := strings.ToLower(roleDefinitionID)
 	now := s.clock.Now()
-	var elig *schedule
-	for _, x := range dir.roleEligible {
-		if sameRole(x, p.id, role, sc) && x.activeAt(now) {
-			elig = x
-		}
-	}
-	if elig == nil {
+	end, err = activationEnd(dir.roleEligible, dir.roleActive, now, d, func(x *schedule) bool { return sameRole(x, p.id, role, sc) })
+	switch {
+	case errors.Is(err, ErrNotEligible):
 		return time.Time{}, fmt.Errorf("%w: %s for role %s at %s", ErrNotEligible, p.id, role, sc)
-	}
-	for _, x := range dir.roleActive {
-		if sameRole(x, p.id, role, sc) && x.activeAt(now) {
-			return time.Time{}, fmt.Errorf("%w: role %s is already active for %s at %s", ErrConflict, role, p.id, sc)
-		}
-	}
-	end = now.Add(d)
-	if !elig.end.IsZero() && end.After(elig.end) {
-		end = elig.end
+	case err != nil:
+		return time.Time{}, fmt.Errorf("%w: role %s is already active for %s at %s", ErrConflict, role, p.id, sc)
 	}
 	id := dir.roleInstanceID(role, p.id)
 	dir.roleActive = append(dir.roleActive, &schedule{
@@ -551,6 +540,32 @@ func (s *Server) endRole(principalID, roleID, scope, typ string) error {
 		return fmt.Errorf("%w: no %s instance of role %s for %s at %s", ErrNotActive, strings.ToLower(typ), roleID, principalID, sc)
 	}
 	return nil
+}
+
+// activationEnd is the PIM rule shared by role and group activation: an
+// eligibility selected by match must be active at now and no matching
+// instance may be active already (ErrNotEligible, ErrConflict otherwise);
+// the activation lasts d, capped at the eligibility's end. Callers hold d.mu.
+func activationEnd(eligible, active []*schedule, now time.Time, d time.Duration, match func(*schedule) bool) (time.Time, error) {
+	var elig *schedule
+	for _, x := range eligible {
+		if match(x) && x.activeAt(now) {
+			elig = x
+		}
+	}
+	if elig == nil {
+		return time.Time{}, ErrNotEligible
+	}
+	for _, x := range active {
+		if match(x) && x.activeAt(now) {
+			return time.Time{}, ErrConflict
+		}
+	}
+	end := now.Add(d)
+	if !elig.end.IsZero() && end.After(elig.end) {
+		end = elig.end
+	}
+	return end, nil
 }
 
 // endSchedules ends at now every schedule of type typ that match selects
@@ -672,23 +687,12 @@ func (s *Server) ActivateGroup(gid, principalID, accessID string, d time.Duratio
 	if err != nil {
 		return time.Time{}, err
 	}
-	var elig *schedule
-	for _, x := range dir.groupEligible {
-		if sameGroup(x, g.id, p.id, acc) && x.activeAt(now) {
-			elig = x
-		}
-	}
-	if elig == nil {
+	end, err = activationEnd(dir.groupEligible, dir.groupActive, now, d, func(x *schedule) bool { return sameGroup(x, g.id, p.id, acc) })
+	switch {
+	case errors.Is(err, ErrNotEligible):
 		return time.Time{}, fmt.Errorf("%w: %s for %s of group %s", ErrNotEligible, p.id, acc, g.id)
-	}
-	for _, x := range dir.groupActive {
-		if sameGroup(x, g.id, p.id, acc) && x.activeAt(now) {
-			return time.Time{}, fmt.Errorf("%w: %s access to %s is already active for %s", ErrConflict, acc, g.id, p.id)
-		}
-	}
-	end = now.Add(d)
-	if !elig.end.IsZero() && end.After(elig.end) {
-		end = elig.end
+	case err != nil:
+		return time.Time{}, fmt.Errorf("%w: %s access to %s is already active for %s", ErrConflict, acc, g.id, p.id)
 	}
 	dir.groupActive = append(dir.groupActive, &schedule{
 		id:          groupInstanceID(g.id, acc, dir.pseudoGUID()),

@@ -3,14 +3,12 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"fmt"
 	"log/slog"
 	"net/http"
 	"time"
 
 	"github.com/go-chi/chi/v5"
 
-	"github.com/pimguard/pimguard/graphcheck"
 	"github.com/pimguard/pimguard/graphcheck/msgraph"
 	"github.com/pimguard/pimguard/middleware"
 )
@@ -26,6 +24,9 @@ type appConfig struct {
 	extraRoutes   func(chi.Router) // demo controls
 }
 
+// directoryUsers seeds the in-memory directory the helpdesk actions act on.
+var directoryUsers = map[string]string{"alex": "Alex Wilber", "sam": "Sam Taylor", "kim": "Kim Akers"}
+
 // realAppConfig maps the validated environment onto the library's configs.
 func realAppConfig(cfg config) appConfig {
 	ac := appConfig{
@@ -39,12 +40,8 @@ func realAppConfig(cfg config) appConfig {
 			InsecureNoCredential: cfg.GraphAuth == "none",
 		},
 		auditorsGroup: cfg.AuditorsGroup,
-		users: map[string]string{
-			"alex": "Alex Wilber",
-			"sam":  "Sam Taylor",
-			"kim":  "Kim Akers",
-		},
-		now: time.Now,
+		users:         directoryUsers,
+		now:           time.Now,
 	}
 	ac.guard = guardConfig(cfg)
 	return ac
@@ -205,9 +202,6 @@ func rfc3339(t time.Time) *string {
 func writeJSON(w http.ResponseWriter, status int, v any) {
 	w.Header().Set("Content-Type", "application/json; charset=utf-8")
 	w.WriteHeader(status)
-	if err := json.NewEncoder(w).Encode(v); err != nil {
-		fmt.Println(err)
-	}
+	// An error here means the client went away; there is nobody to tell.
+	_ = json.NewEncoder(w).Encode(v)
 }
-
-var _ graphcheck.Source = (*msgraph.Source)(nil)

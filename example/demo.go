@@ -78,7 +78,7 @@ func (d *demoTenant) appConfig(cfg config) appConfig {
 		graph:         msgraph.Config{BaseURL: d.tenant.GraphURL(), InsecureNoCredential: true},
 		guard:         guardConfig(cfg),
 		auditorsGroup: auditorsID,
-		users:         map[string]string{"alex": "Alex Wilber", "sam": "Sam Taylor", "kim": "Kim Akers"},
+		users:         directoryUsers,
 		now:           d.clock.Now,
 		extraRoutes:   d.controls,
 	}

@@ -925,17 +925,17 @@ func (s *Server) route(req *graphRequest) graphResponse {
 		return s.objectRoute(req, kindUser, oid, segs[1:], low[1:])
 	case "users":
 		if len(low) == 1 {
-			return s.graphError(req, http.StatusBadRequest, "BadRequest", "graphtest does not emulate listing users.")
+			return get(func() graphResponse { return s.listObjects(req, &userListEndpoint, kindUser) })
 		}
 		return s.objectRoute(req, kindUser, segs[1], segs[2:], low[2:])
 	case "serviceprincipals":
 		if len(low) == 1 {
-			return s.graphError(req, http.StatusBadRequest, "BadRequest", "graphtest does not emulate listing service principals.")
+			return get(func() graphResponse { return s.listObjects(req, &servicePrincipalListEndpoint, kindServicePrincipal) })
 		}
 		return s.objectRoute(req, kindServicePrincipal, segs[1], segs[2:], low[2:])
 	case "groups":
 		if len(low) == 1 {
-			return get(func() graphResponse { return s.listGroups(req) })
+			return get(func() graphResponse { return s.listObjects(req, &groupEndpoint, kindGroup) })
 		}
 		return s.objectRoute(req, kindGroup, segs[1], segs[2:], low[2:])
 	case "directoryobjects":
@@ -998,6 +998,19 @@ var servicePrincipalEndpoint = endpoint{
 	typeName:  "microsoft.graph.servicePrincipal",
 	props:     []string{"id", "accountEnabled", "appId", "displayName", "servicePrincipalType"},
 	directory: true,
+}
+
+// directoryListFilters are the $filter properties of GET /users and
+// GET /servicePrincipals.
+var directoryListFilters = map[string]filterKind{"id": filterGUID, "accountEnabled": filterBool}
+
+var userListEndpoint = withFilters(userEndpoint, directoryListFilters)
+
+var servicePrincipalListEndpoint = withFilters(servicePrincipalEndpoint, directoryListFilters)
+
+func withFilters(ep endpoint, f map[string]filterKind) endpoint {
+	ep.filterable = f
+	return ep
 }
 
 var groupProps = []string{"id", "description", "displayName", "groupTypes", "isAssignableToRole", "mailEnabled", "securityEnabled", "createdDateTime"}
@@ -1199,20 +1212,24 @@ func filterItems(items []entity, f filterExpr) []entity {
 	return out
 }
 
-func (s *Server) listGroups(req *graphRequest) graphResponse {
-	q, msg := s.parseQuery(req, &groupEndpoint)
+// listObjects serves GET /users, /servicePrincipals and /groups: the
+// objects of kind in creation order, rendered as the single-object GETs
+// render them (users with their default properties unless $select says
+// otherwise).
+func (s *Server) listObjects(req *graphRequest, ep *endpoint, kind objKind) graphResponse {
+	q, msg := s.parseQuery(req, ep)
 	if msg != "" {
 		return s.graphError(req, http.StatusBadRequest, "Request_BadRequest", msg)
 	}
 	s.dir.mu.Lock()
 	var items []entity
 	for _, id := range s.dir.order {
-		if o := s.dir.objects[id]; o.kind == kindGroup {
+		if o := s.dir.objects[id]; o.kind == kind {
 			items = append(items, objectEntity(o, false))
 		}
 	}
 	s.dir.mu.Unlock()
-	return s.collection(req, &groupEndpoint, q, filterItems(items, q.filter))
+	return s.collection(req, ep, q, filterItems(items, q.filter))
 }
 
 func (s *Server) revokeSessions(req *graphRequest, id string) graphResponse {

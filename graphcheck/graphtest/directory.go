@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -363,6 +364,69 @@ func (s *Server) RevokeSignInSessions(oid string) error {
 func (s *Server) ChangePassword(oid string) error {
 	now := s.clock.Now()
 	return s.updateUser(oid, func(u *dirObject) { u.lastPasswordChange = now })
+}
+
+// SetServicePrincipalEnabled sets a service principal's accountEnabled, as
+// PATCH /servicePrincipals/{id} does. It changes nothing but that property:
+// [Server.Mint] still signs tokens for it and its roles stay. An unknown ID,
+// or the ID of a user or group, wraps [ErrNotFound].
+func (s *Server) SetServicePrincipalEnabled(oid string, enabled bool) error {
+	d := &s.dir
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	sp, err := d.need(oid, kindServicePrincipal)
+	if err != nil {
+		return err
+	}
+	sp.accountEnabled = enabled
+	return nil
+}
+
+// DeleteUser removes a user, as DELETE /users/{id} does, except that
+// nothing goes to a recycle bin (directory/deletedItems and restoring are
+// not modelled). Afterwards the ID is unknown like any other:
+// /users/{id}, /directoryObjects/{id}, /me for its tokens, its memberOf and
+// transitiveMemberOf and its revokeSignInSessions answer 404
+// Request_ResourceNotFound, and the seeding methods wrap [ErrNotFound]. Its
+// permanent group memberships and every PIM instance naming it as principal
+// (role and PIM for Groups assignments, activations and eligibilities) are
+// removed rather than ended: they appear in no answer, whatever the clock
+// says, and a user added later with the same ID starts with none. Tokens
+// already minted for it still verify: the token half knows nothing of the
+// directory. An unknown ID, or the ID of a service principal or group, wraps
+// [ErrNotFound].
+func (s *Server) DeleteUser(oid string) error { return s.deleteObject(oid, kindUser) }
+
+// DeleteServicePrincipal removes a service principal as [Server.DeleteUser]
+// removes a user: GET /servicePrincipals/{id} and /directoryObjects/{id}
+// answer 404 Request_ResourceNotFound, and its group memberships and PIM
+// instances are gone. An unknown ID, or the ID of a user or group, wraps
+// [ErrNotFound].
+func (s *Server) DeleteServicePrincipal(oid string) error {
+	return s.deleteObject(oid, kindServicePrincipal)
+}
+
+func (s *Server) deleteObject(oid string, kind objKind) error {
+	d := &s.dir
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	o, err := d.need(oid, kind)
+	if err != nil {
+		return err
+	}
+	delete(d.objects, o.id)
+	d.order = slices.DeleteFunc(d.order, func(id string) bool { return id == o.id })
+	for _, g := range d.objects {
+		if g.kind == kindGroup {
+			delete(g.members, o.id)
+		}
+	}
+	held := func(x *schedule) bool { return x.principalID == o.id }
+	d.roleActive = slices.DeleteFunc(d.roleActive, held)
+	d.roleEligible = slices.DeleteFunc(d.roleEligible, held)
+	d.groupActive = slices.DeleteFunc(d.groupActive, held)
+	d.groupEligible = slices.DeleteFunc(d.groupEligible, held)
+	return nil
 }
 
 // checkRoleArgs validates a role principal, role definition and scope.

@@ -131,12 +131,15 @@ type directory struct {
 	roleEligible  []*schedule
 	groupActive   []*schedule
 	groupEligible []*schedule
+	risky         map[string]*riskRecord // Identity Protection, by user ID
+	riskyOrder    []string               // user IDs in the order their records were created
 	seq           uint64
 	idCount       map[string]int
 }
 
 func (d *directory) init() {
 	d.objects = map[string]*dirObject{}
+	d.risky = map[string]*riskRecord{}
 	d.idCount = map[string]int{}
 }
 
@@ -391,10 +394,11 @@ func (s *Server) SetServicePrincipalEnabled(oid string, enabled bool) error {
 // permanent group memberships and every PIM instance naming it as principal
 // (role and PIM for Groups assignments, activations and eligibilities) are
 // removed rather than ended: they appear in no answer, whatever the clock
-// says, and a user added later with the same ID starts with none. Tokens
-// already minted for it still verify: the token half knows nothing of the
-// directory. An unknown ID, or the ID of a service principal or group, wraps
-// [ErrNotFound].
+// says, and a user added later with the same ID starts with none. Its
+// riskyUser record, if any, stays with isDeleted true (see
+// [Server.SetUserRisk]). Tokens already minted for it still verify: the
+// token half knows nothing of the directory. An unknown ID, or the ID of a
+// service principal or group, wraps [ErrNotFound].
 func (s *Server) DeleteUser(oid string) error { return s.deleteObject(oid, kindUser) }
 
 // DeleteServicePrincipal removes a service principal as [Server.DeleteUser]

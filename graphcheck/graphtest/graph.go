@@ -216,18 +216,7 @@ func (s *Server) faultResponse(req *graphRequest, f *Fault) graphResponse {
 	case f.Body != "":
 		resp = graphResponse{status: status, header: s.baseHeader(req, false), body: []byte(f.Body)}
 	case status == http.StatusTooManyRequests:
-		code, msg := orDefault(f.Code, "TooManyRequests"), orDefault(f.Message, "Please retry again later.")
-		resp = graphResponse{status: status, header: s.baseHeader(req, false), body: s.encode(entity{{"error", entity{
-			{"code", code},
-			{"innerError", entity{
-				{"code", "429"},
-				{"date", s.clock.Now().UTC().Format("2006-01-02T15:04:05")},
-				{"message", "Please retry after"},
-				{"request-id", newGUID()},
-				{"status", "429"},
-			}},
-			{"message", msg},
-		}}})}
+		resp = s.throttled(req, orDefault(f.Code, "TooManyRequests"), orDefault(f.Message, "Please retry again later."))
 	default:
 		code, msg := f.Code, f.Message
 		if code == "" {
@@ -242,6 +231,22 @@ func (s *Server) faultResponse(req *graphRequest, f *Fault) graphResponse {
 		resp.header.Set("Retry-After", f.RetryAfter)
 	}
 	return resp
+}
+
+// throttled answers 429 with the body of Microsoft's throttling sample and
+// no Retry-After header (callers add one if they want it).
+func (s *Server) throttled(req *graphRequest, code, msg string) graphResponse {
+	return graphResponse{status: http.StatusTooManyRequests, header: s.baseHeader(req, false), body: s.encode(entity{{"error", entity{
+		{"code", code},
+		{"innerError", entity{
+			{"code", "429"},
+			{"date", s.clock.Now().UTC().Format("2006-01-02T15:04:05")},
+			{"message", "Please retry after"},
+			{"request-id", newGUID()},
+			{"status", "429"},
+		}},
+		{"message", msg},
+	}}})}
 }
 
 func orDefault(s, def string) string {
@@ -943,6 +948,27 @@ func (s *Server) route(req *graphRequest) graphResponse {
 			return get(func() graphResponse { return s.getObject(req, 0, segs[1]) })
 		}
 		return notFound(2)
+	case "identityprotection", "riskyusers":
+		// v1.0 and beta: /identityProtection/riskyUsers; beta only: /riskyUsers.
+		base, context := 1, "riskyUsers"
+		if at(0) == "identityprotection" {
+			if at(1) != "riskyusers" {
+				return notFound(1)
+			}
+			base, context = 2, "identityProtection/riskyUsers"
+		} else if req.version != "beta" {
+			return notFound(0)
+		}
+		if resp, ok := s.admitRiskyUsers(req); !ok {
+			return resp
+		}
+		switch len(low) - base {
+		case 0:
+			return get(func() graphResponse { return s.listRiskyUsers(req, context) })
+		case 1:
+			return get(func() graphResponse { return s.getRiskyUser(req, context, segs[base]) })
+		}
+		return notFound(base + 1)
 	}
 	return notFound(0)
 }

@@ -55,6 +55,19 @@ type Options struct {
 	// principal, with memberType "Direct". Whether Graph expands is not
 	// documented; this switch lets a client be tested against both readings.
 	ExpandGroupRoleInstances bool
+	// RiskyUsersPerSecond throttles the Identity Protection riskyUsers
+	// endpoints as Microsoft documents for Identity Protection: about one
+	// request per second per tenant, shared by every app. With n > 0, a
+	// request to those endpoints (each $batch sub-request counts on its own)
+	// beyond the n-th within one second of the Clock (its now truncated to
+	// the second) answers 429 TooManyRequests without a Retry-After header,
+	// as Identity Protection may. Since the clock moves only when a test
+	// moves it, the next request after [Clock.Advance] by a second succeeds
+	// again. Requests answered by an injected fault or refused for lack of a
+	// bearer token do not count. Zero, the default, means unlimited; other
+	// endpoints are never throttled (inject [ThrottledFault] for that). See
+	// also [Server.SetRiskyUsersPerSecond].
+	RiskyUsersPerSecond int
 }
 
 // Server is a fake Microsoft Entra tenant on loopback: OpenID Connect
@@ -93,6 +106,9 @@ type Server struct {
 	pageSize        int
 	requireAuth     bool
 	expandGroupRole bool
+	riskyPerSecond  int
+	riskyWindow     time.Time // the second riskyCount counts
+	riskyCount      int
 }
 
 // Request is one request the server received, as recorded in
@@ -129,6 +145,7 @@ func NewServer(opts Options) *Server {
 		pageSize:        opts.GraphPageSize,
 		requireAuth:     opts.RequireGraphAuth,
 		expandGroupRole: opts.ExpandGroupRoleInstances,
+		riskyPerSecond:  opts.RiskyUsersPerSecond,
 	}
 	if s.clock == nil {
 		s.clock = NewClock(time.Now().Truncate(time.Second))

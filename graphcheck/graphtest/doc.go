@@ -39,8 +39,14 @@
 //     /directoryObjects/{id}, /me, and their /memberOf and
 //     /transitiveMemberOf, optionally cast to /microsoft.graph.group (or
 //     /graph.group, as the Go SDK sends it);
-//   - GET /groups (e.g. $filter=isAssignableToRole eq true);
+//   - GET /users and /servicePrincipals (filterable on id and
+//     accountEnabled; users with Graph's default properties unless $select
+//     asks for others) and /groups (e.g. $filter=isAssignableToRole eq true),
+//     each item rendered as the single-object GET renders it;
 //   - POST /users/{id}/revokeSignInSessions and /me/revokeSignInSessions;
+//   - GET /identityProtection/riskyUsers and /identityProtection/riskyUsers/{id}
+//     (in beta also the older /riskyUsers and /riskyUsers/{id}), the
+//     Identity Protection riskyUser records, filterable on id;
 //   - POST /$batch with up to [MaxBatchRequests] sub-requests, executed in
 //     order (dependsOn is honoured with 424 Failed Dependency).
 //
@@ -72,6 +78,29 @@
 // return errors wrapping [ErrInvalid], [ErrNotFound], [ErrConflict],
 // [ErrNotEligible] or [ErrNotActive].
 //
+// [Server.SetAccountEnabled], [Server.SetServicePrincipalEnabled],
+// [Server.RevokeSignInSessions] and [Server.ChangePassword] change what an
+// account check (as continuous access evaluation does) reads.
+// [Server.DeleteUser] and [Server.DeleteServicePrincipal] remove an object:
+// it answers 404 Request_ResourceNotFound everywhere, and its group
+// memberships and PIM instances are removed with it.
+//
+// # Identity Protection
+//
+// [Server.SetUserRisk] gives a user a riskyUser record (riskLevel,
+// riskState, a matching riskDetail, riskLastUpdatedDateTime from the clock)
+// and [Server.ClearUserRisk] removes it; a user without one answers 404
+// Request_ResourceNotFound, and a deleted user's record stays with isDeleted
+// true. Real Graph serves riskyUsers only to tenants with Microsoft Entra ID
+// P2 and callers holding IdentityRiskyUser.Read.All; the emulator checks
+// neither, so inject [LicenseRequiredFault] or [DeniedFault] with
+// [Server.InjectGraphFault] and a path prefix such as "/identityProtection/"
+// (and "/riskyUsers" for the older beta path) to test those refusals.
+// Identity Protection also allows only about one request per second per
+// tenant, for all apps together, and may throttle without a Retry-After
+// header: [Options.RiskyUsersPerSecond] and [Server.SetRiskyUsersPerSecond]
+// model that on the fake clock's seconds, counting each $batch sub-request.
+//
 // # Faults on demand
 //
 // [Server.InjectGraphFault] makes Graph requests selected by a [GraphMatch]
@@ -86,9 +115,14 @@
 //
 // # What is not modelled
 //
-// Token verification by Graph, permissions and consent, activation policies
-// (maximum duration, MFA, approval, justification), schedule requests and
-// schedules (only instances), directory roles as objects, administrative
-// units beyond their IDs in directoryScopeId, app scopes, dynamic groups,
-// and Graph's $expand, $orderby and $search (answered with 400).
+// Token verification by Graph, permissions, consent and licences,
+// activation policies (maximum duration, MFA, approval, justification),
+// schedule requests and schedules (only instances), directory roles as
+// objects, administrative units beyond their IDs in directoryScopeId, app
+// scopes, dynamic groups, the recycle bin (directory/deletedItems, restore),
+// writes other than revokeSignInSessions, Identity Protection beyond
+// riskyUser records (risk detections, risky service principals, a record's
+// history, the dismiss and confirmCompromised actions, risk-based policies)
+// and throttling of anything but riskyUsers (inject [ThrottledFault]), and
+// Graph's $expand, $orderby and $search (answered with 400).
 package graphtest

@@ -27,6 +27,10 @@ type Facts struct {
 	GroupRoles map[string][]RoleAssignment
 	// FetchedAt is when Graph answered.
 	FetchedAt time.Time
+	// Account and Risk, when the lookup was asked for them, pass to the
+	// State unchanged.
+	Account *Account
+	Risk    *Risk
 }
 
 // Combine applies pimguard's rules to one lookup's facts and returns the
@@ -42,7 +46,7 @@ type Facts struct {
 //
 // Eligibilities are not facts here: they never grant anything.
 func Combine(f Facts) *State {
-	s := &State{TenantID: f.Principal.TenantID, ObjectID: f.Principal.ObjectID, FetchedAt: f.FetchedAt}
+	s := &State{TenantID: f.Principal.TenantID, ObjectID: f.Principal.ObjectID, FetchedAt: f.FetchedAt, Account: f.Account, Risk: f.Risk}
 	for _, r := range f.Own {
 		r.RoleDefinitionID = strings.ToLower(r.RoleDefinitionID)
 		if stillCounts(r.Window, f.FetchedAt) {

@@ -15,6 +15,10 @@ type Principal struct {
 	// principal, not a user, which changes the Graph paths used and skips
 	// user-only checks.
 	ServicePrincipal bool
+	// Need lists the facts to fetch besides PIM state (account, risk). It
+	// is not part of [Principal.Key]: one cache holds the answers of one
+	// kind of lookup.
+	Need Need
 }
 
 // Key returns "tenant/object", a cache key for the principal.
@@ -107,4 +111,12 @@ func IsGUID(s string) bool {
 		}
 	}
 	return true
+}
+
+// Preflighter is implemented by Sources that can check at start that they
+// are allowed to read what lookups asking for need will read. Preflight
+// returns nil when they are, and otherwise errors that wrap the sentinels
+// above ([*PermissionError] naming each missing permission or licence).
+type Preflighter interface {
+	Preflight(ctx context.Context, need Need) error
 }

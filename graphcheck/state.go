@@ -75,6 +75,13 @@ type State struct {
 	Roles     []RoleAssignment
 	Groups    []GroupMembership
 	FetchedAt time.Time
+
+	// Account is the principal's account when the lookup was asked for it
+	// ([NeedAccount]); nil otherwise.
+	Account *Account
+	// Risk is the user's Identity Protection risk when the lookup was
+	// asked for it ([NeedRisk]); nil otherwise, and for service principals.
+	Risk *Risk
 }
 
 // NotAfter returns the earliest end among the State's assignments, or the

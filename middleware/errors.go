@@ -69,6 +69,23 @@ var (
 	// ErrPrincipalNotFound: the directory says the token's principal does not
 	// exist (deleted since the token was issued), or its IDs are not GUIDs.
 	ErrPrincipalNotFound = errors.New("middleware: principal not found in the directory")
+	// ErrAccountDisabled: [CheckAccountEnabled] found the principal's
+	// account disabled. The token is refused as revoked.
+	ErrAccountDisabled = errors.New("middleware: account disabled")
+	// ErrAccountDeleted: [CheckAccountEnabled] found that the directory no
+	// longer has the principal.
+	ErrAccountDeleted = errors.New("middleware: account deleted")
+	// ErrSessionRevoked: [CheckSessionsRevoked] or [CheckPasswordChanged]
+	// found the token issued before the user's sessions were revoked or
+	// password changed. The client must sign in again.
+	ErrSessionRevoked = errors.New("middleware: sign-in session revoked")
+	// ErrUserAtRisk: [CheckUserRisk] found the user at high risk in
+	// Identity Protection. Signing in again is where risk policies make the
+	// user remediate.
+	ErrUserAtRisk = errors.New("middleware: user at risk")
+	// ErrPreflightUnsupported: [Guard.Preflight] was called with a Source
+	// that does not implement graphcheck.Preflighter.
+	ErrPreflightUnsupported = errors.New("middleware: the Source cannot preflight")
 	// ErrNoPrincipal: a [Guard] ran on a request that carries no [Principal],
 	// i.e. without an [Authenticator] in front of it: a wiring bug, answered
 	// with 500 so that it is noticed and never mistaken for a decision.
@@ -101,6 +118,12 @@ const (
 	CodeScopeMissing      = "scope_missing"
 	CodePIMUnavailable    = "pim_unavailable"
 	CodePrincipalNotFound = "principal_not_found"
+
+	// Codes of [AccountChecks] rejections.
+	CodeAccountDisabled = "account_disabled"
+	CodeAccountDeleted  = "account_deleted"
+	CodeSessionRevoked  = "session_revoked"
+	CodeUserAtRisk      = "user_at_risk"
 )
 
 // RFC 6750 §3.1 error codes, the "error" member of rejection bodies and the
@@ -180,6 +203,10 @@ var rejectionKinds = []rejectionKind{
 	{ErrScopeMissing, http.StatusForbidden, OAuthInsufficientScope, CodeScopeMissing, "The access token lacks a required scope."},
 	{ErrPIMUnavailable, http.StatusServiceUnavailable, "", CodePIMUnavailable, "Privileged role state cannot be checked right now; try again shortly."},
 	{ErrPrincipalNotFound, http.StatusUnauthorized, OAuthInvalidToken, CodePrincipalNotFound, "The principal of the access token does not exist in the directory."},
+	{ErrAccountDisabled, http.StatusUnauthorized, OAuthInvalidToken, CodeAccountDisabled, "The account of the access token is disabled."},
+	{ErrAccountDeleted, http.StatusUnauthorized, OAuthInvalidToken, CodeAccountDeleted, "The account of the access token has been deleted."},
+	{ErrSessionRevoked, http.StatusUnauthorized, OAuthInvalidToken, CodeSessionRevoked, "The sign-in session of the access token was revoked; sign in again."},
+	{ErrUserAtRisk, http.StatusUnauthorized, OAuthInvalidToken, CodeUserAtRisk, "The user is at high risk; sign in again to remediate."},
 }
 
 // keysRetryAfter is the Retry-After sent when signing keys are unavailable.

@@ -103,6 +103,16 @@ type GuardConfig struct {
 	// ClaimsPolicy is [PolicyLive] (zero value) or [PolicyTokenAndLive].
 	ClaimsPolicy ClaimsPolicy
 
+	// AccountChecks are made on every request through this Guard, before
+	// its requirement: a disabled or deleted account, revoked sessions, a
+	// changed password, a user at high risk (see [AccountChecks] for each
+	// check's code and Graph permission). Zero (the default) makes none.
+	// With any check on, every route of the Guard fetches the live state,
+	// also those whose requirement is decided from the token alone, and
+	// the Source is asked for the account facts (graphcheck.Principal.Need);
+	// a state without them fails closed (503 pim_unavailable).
+	AccountChecks AccountChecks
+
 	// DenialLogLevel is the level of decision records for denied requests.
 	// Default (nil) [slog.LevelInfo].
 	DenialLogLevel slog.Leveler
@@ -172,6 +182,9 @@ func NewGuard(cfg GuardConfig) (*Guard, error) {
 	}
 	if cfg.ClaimsPolicy > PolicyTokenAndLive {
 		return nil, fmt.Errorf("middleware: GuardConfig.ClaimsPolicy: unknown %v", cfg.ClaimsPolicy)
+	}
+	if cfg.AccountChecks >= checksEnd {
+		return nil, fmt.Errorf("middleware: GuardConfig.AccountChecks: unknown %v", cfg.AccountChecks)
 	}
 	if cfg.CacheSize == 0 {
 		cfg.CacheSize = DefaultStateCacheSize
@@ -268,7 +281,7 @@ type rule struct {
 }
 
 func (g *Guard) middleware(r Requirement) func(http.Handler) http.Handler {
-	ru := &rule{req: r, str: r.String(), needsLive: r.needsLive()}
+	ru := &rule{req: r, str: r.String(), needsLive: r.needsLive() || g.cfg.AccountChecks != 0}
 	return func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
 			g.serve(w, req, next, ru)
@@ -315,6 +328,14 @@ func (g *Guard) serve(w http.ResponseWriter, r *http.Request, next http.Handler,
 			return
 		}
 	}
+	if state != nil {
+		if err := g.cfg.AccountChecks.check(p, state); err != nil {
+			d.outcome, d.level = "deny", g.denyLvl.Level()
+			d.rej = g.rejection(err)
+			g.finish(w, r, &d)
+			return
+		}
+	}
 	e := evaluation{state: state, principal: p, now: g.cfg.Now(), tokenAndLive: g.cfg.ClaimsPolicy == PolicyTokenAndLive}
 	if !ru.req.eval(&e) {
 		d.outcome, d.level = "deny", g.denyLvl.Level()
@@ -337,7 +358,7 @@ func (g *Guard) lookup(ctx context.Context, p *Principal, d *decision) (*graphch
 	start := time.Now()
 	// The loader reads p from ctx (PrincipalFromContext): the cache key
 	// alone does not say whether it is a service principal.
-	v, info, err := g.cache.Get(ctx, graphPrincipal(p).Key())
+	v, info, err := g.cache.Get(ctx, g.graphPrincipal(p).Key())
 	d.latency = time.Since(start)
 	if err != nil {
 		d.outcome, d.level = "error", slog.LevelWarn
@@ -364,13 +385,19 @@ func (g *Guard) lookup(ctx context.Context, p *Principal, d *decision) (*graphch
 	}
 	if v.notFound != nil {
 		d.outcome, d.level = "deny", g.denyLvl.Level()
+		if g.cfg.AccountChecks&CheckAccountEnabled != 0 {
+			return nil, fmt.Errorf("%w: %w", ErrAccountDeleted, v.notFound)
+		}
 		return nil, fmt.Errorf("%w: %w", ErrPrincipalNotFound, v.notFound)
 	}
 	return v.state, nil
 }
 
-func graphPrincipal(p *Principal) graphcheck.Principal {
-	return graphcheck.Principal{TenantID: p.TenantID, ObjectID: p.ObjectID, ServicePrincipal: p.AppOnly}
+// graphPrincipal is what the Source is asked about p: its IDs, its kind, and
+// the facts the Guard's account checks need for that kind.
+func (g *Guard) graphPrincipal(p *Principal) graphcheck.Principal {
+	return graphcheck.Principal{TenantID: p.TenantID, ObjectID: p.ObjectID, ServicePrincipal: p.AppOnly,
+		Need: g.cfg.AccountChecks.need(p.AppOnly)}
 }
 
 // load is the cache's LoadFunc: one Source lookup for a principal.
@@ -380,7 +407,7 @@ func (g *Guard) load(ctx context.Context, key string) (cache.Result[*lookupResul
 	if !ok {
 		return none, errors.New("middleware: state lookup without a principal")
 	}
-	gp := graphPrincipal(p)
+	gp := g.graphPrincipal(p)
 	if gp.Key() != key {
 		return none, errors.New("middleware: state lookup for another principal than its key")
 	}
@@ -402,6 +429,10 @@ func (g *Guard) load(ctx context.Context, key string) (cache.Result[*lookupResul
 	case s.ObjectID != "" && !strings.EqualFold(s.ObjectID, gp.ObjectID),
 		s.TenantID != "" && !strings.EqualFold(s.TenantID, gp.TenantID):
 		return none, fmt.Errorf("%w: source returned the state of %s/%s for %s", graphcheck.ErrUnavailable, s.TenantID, s.ObjectID, key)
+	case gp.Need.Has(graphcheck.NeedAccount) && s.Account == nil:
+		return none, fmt.Errorf("%w: source returned no account for %s, which the account checks need", graphcheck.ErrUnavailable, key)
+	case gp.Need.Has(graphcheck.NeedRisk) && s.Risk == nil:
+		return none, fmt.Errorf("%w: source returned no risk for %s, which the risk check needs", graphcheck.ErrUnavailable, key)
 	}
 	return cache.Result[*lookupResult]{Value: &lookupResult{state: s}, NotAfter: s.NotAfter(), Negative: s.Empty()}, nil
 }
@@ -477,3 +508,22 @@ func (g *Guard) Purge(tenantID, objectID string) {
 
 // PurgeAll drops every cached state. It is safe for concurrent use.
 func (g *Guard) PurgeAll() { g.cache.PurgeAll() }
+
+// Preflight checks, once at start, that the Source may read everything
+// this Guard's lookups will ask for: the PIM state and what its
+// [GuardConfig.AccountChecks] need. It calls the Source's Preflight
+// (graphcheck.Preflighter; graphcheck/msgraph sends one cheap Graph request
+// per feature) and returns its errors, each naming a missing permission or
+// licence (graphcheck.PermissionError), or an error wrapping
+// [ErrPreflightUnsupported] when the Source has no Preflight. It changes no
+// cached state and is safe for concurrent use.
+func (g *Guard) Preflight(ctx context.Context) error {
+	pf, ok := g.cfg.Source.(graphcheck.Preflighter)
+	if !ok {
+		return fmt.Errorf("%w: %T", ErrPreflightUnsupported, g.cfg.Source)
+	}
+	if err := pf.Preflight(ctx, g.cfg.AccountChecks.need(false)|g.cfg.AccountChecks.need(true)); err != nil {
+		return fmt.Errorf("middleware: preflight: %w", err)
+	}
+	return nil
+}

@@ -95,3 +95,22 @@ func (c *tokenCache) len() int {
 	}
 	return n
 }
+
+// removePrincipal drops every verified token of one principal and returns
+// how many it dropped. It scans the cache: purges are rare, requests are not,
+// so no per-principal index is kept on the hot path.
+func (c *tokenCache) removePrincipal(tenantID, objectID string) int {
+	if c == nil {
+		return 0
+	}
+	n := 0
+	for _, s := range c.shards {
+		for _, k := range s.Keys() {
+			if e, ok := s.Peek(k); ok && e.principal.TenantID == tenantID && e.principal.ObjectID == objectID {
+				s.Remove(k)
+				n++
+			}
+		}
+	}
+	return n
+}

@@ -2,6 +2,7 @@ package middleware
 
 import (
 	"context"
+	"strings"
 	"testing"
 	"time"
 
@@ -51,5 +52,48 @@ func TestTokenCacheDisabled(t *testing.T) {
 	c.add(k, &tokenEntry{})
 	if _, ok := c.get(k); ok {
 		t.Error("disabled cache returned an entry")
+	}
+}
+
+// TestAuthenticatorPurge checks that Purge drops exactly the purged
+// principal's verified tokens, whatever the case of the IDs it is given.
+func TestAuthenticatorPurge(t *testing.T) {
+	clock := graphtest.NewClock(time.Date(2026, 11, 25, 10, 0, 0, 0, time.UTC))
+	tenant := graphtest.NewServer(graphtest.Options{Clock: clock})
+	defer tenant.Close()
+	a, err := NewAuthenticator(context.Background(), AuthenticatorConfig{
+		Tenants: []string{graphtest.TenantID}, Audiences: []string{graphtest.APIClientID}, Authority: tenant.URL, Now: clock.Now,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const purged, kept = "4d5e6f70-8192-4a3b-8c4d-5e6f70819203", "5e6f7081-92a3-4b4c-9d5e-6f7081920314"
+	toks := []string{
+		tenant.MustMint(graphtest.Token{ObjectID: purged}),
+		tenant.MustMint(graphtest.Token{ObjectID: purged, Scopes: []string{"other"}}),
+		tenant.MustMint(graphtest.Token{ObjectID: kept}),
+	}
+	first := make([]*Principal, len(toks))
+	for i, tok := range toks {
+		if first[i], err = a.Verify(context.Background(), tok); err != nil {
+			t.Fatal(err)
+		}
+	}
+	a.Purge(strings.ToUpper(graphtest.TenantID), strings.ToUpper(purged))
+	if n := a.cache.len(); n != 1 {
+		t.Errorf("cache holds %d tokens after the purge, want 1", n)
+	}
+	for i, tok := range toks {
+		p, err := a.Verify(context.Background(), tok)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if again := p != first[i]; again != (i < 2) {
+			t.Errorf("token %d: verified afresh = %v", i, again)
+		}
+	}
+	Purgers{a, a}.Purge(graphtest.TenantID, kept) // twice: idempotent
+	if n := a.cache.len(); n != 2 {
+		t.Errorf("cache holds %d tokens, want 2", n)
 	}
 }

@@ -80,6 +80,11 @@ type GraphMatch struct {
 	// "/v1.0" or "/beta" is ignored. Empty matches every Graph request,
 	// including the POST /$batch itself unless Scope is InsideBatch.
 	PathPrefix string
+	// Path, if set, must equal the path below the version root
+	// (case-insensitively, without the query), e.g. "/users/{id}" for that
+	// user alone and not its /transitiveMemberOf; a leading "/v1.0" or
+	// "/beta" is ignored.
+	Path string
 	// Method, if set, must equal the request method (e.g. "GET").
 	Method string
 	// Scope restricts matching to or away from $batch sub-requests.
@@ -104,13 +109,20 @@ func (m GraphMatch) matches(r *graphRequest) bool {
 	if m.Method != "" && !strings.EqualFold(m.Method, r.method) {
 		return false
 	}
-	prefix := m.PathPrefix
+	if m.Path != "" && !strings.EqualFold(r.path, versionless(m.Path)) {
+		return false
+	}
+	return strings.HasPrefix(strings.ToLower(r.path), strings.ToLower(versionless(m.PathPrefix)))
+}
+
+// versionless drops a leading "/v1.0" or "/beta" from a path.
+func versionless(p string) string {
 	for _, v := range []string{"/v1.0", "/beta"} {
-		if rest, ok := strings.CutPrefix(prefix, v); ok && (rest == "" || rest[0] == '/') {
-			prefix = rest
+		if rest, ok := strings.CutPrefix(p, v); ok && (rest == "" || rest[0] == '/') {
+			return rest
 		}
 	}
-	return strings.HasPrefix(strings.ToLower(r.path), strings.ToLower(prefix))
+	return p
 }
 
 type graphFault struct {

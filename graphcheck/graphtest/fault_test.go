@@ -91,6 +91,14 @@ func TestFaultTimesAndMatching(t *testing.T) {
 	remove()
 	remove() // idempotent
 
+	// Path matches one resource exactly, not the ones below it.
+	remove = s.InjectGraphFault(graphtest.GraphMatch{Path: "/v1.0/users/" + strings.ToUpper(alice)}, graphtest.DeniedFault())
+	if r := f.get("/users/" + alice + "?$select=accountEnabled"); r.status != 403 {
+		t.Fatalf("exact path: %d, want 403", r.status)
+	}
+	f.getOK("/users/" + alice + "/transitiveMemberOf")
+	remove()
+
 	// A fault on the whole batch.
 	s.InjectGraphFault(graphtest.GraphMatch{PathPrefix: "/$batch", Scope: graphtest.OutsideBatch}, graphtest.Fault{Status: 503, RetryAfter: "1", Times: 1})
 	if r, _ := f.batch(clientBatch(alice)...); r.status != 503 || r.header.Get("Retry-After") != "1" {

@@ -15,6 +15,8 @@ import (
 
 	abstractions "github.com/microsoft/kiota-abstractions-go"
 	msgraphgocore "github.com/microsoftgraph/msgraph-sdk-go-core"
+
+	"github.com/pimguard/pimguard/graphcheck"
 )
 
 const (
@@ -40,8 +42,18 @@ type collection struct {
 	// seen holds the URLs already fetched, to detect nextLink loops.
 	seen  map[string]bool
 	pages int
-	// add consumes the "value" array of one page.
+	// add consumes the "value" array of one page or, for a single
+	// object, the whole body.
 	add func(value json.RawMessage) error
+	// single marks a GET of one object (/users/{id}): add receives the
+	// body, and there is no next page.
+	single bool
+	// absent, when set, takes a 404 answer as the definite "no such
+	// object" (a user Identity Protection never flagged) instead of a
+	// failure.
+	absent func()
+	// onePage stops after the first page (a preflight probe).
+	onePage bool
 }
 
 // subAnswer is one $batch sub-response.
@@ -123,6 +135,16 @@ func (s *Source) round(ctx context.Context, chunk []*collection) ([]throttle, er
 		switch {
 		case a.err != nil:
 			return nil, a.err
+		case a.status >= 200 && a.status < 300 && c.single:
+			c.seen[c.next] = true
+			c.pages++
+			c.next = ""
+			if err := c.add(a.body); err != nil {
+				return nil, unreadable(c, err)
+			}
+		case a.status == http.StatusNotFound && c.absent != nil:
+			c.next = ""
+			c.absent()
 		case a.status >= 200 && a.status < 300:
 			c.seen[c.next] = true
 			c.pages++
@@ -131,9 +153,9 @@ func (s *Source) round(ctx context.Context, chunk []*collection) ([]throttle, er
 				err = c.add(value)
 			}
 			if err != nil {
-				return nil, unavailable("%s: unreadable answer: %v", c.ep.request(), err)
+				return nil, unreadable(c, err)
 			}
-			if link == "" {
+			if link == "" || c.onePage {
 				c.next = ""
 				continue
 			}
@@ -150,6 +172,17 @@ func (s *Source) round(ctx context.Context, chunk []*collection) ([]throttle, er
 		}
 	}
 	return throttled, nil
+}
+
+// unreadable classifies an answer that did not decode: unavailable, unless
+// the decoder found a refusal in it (a *graphcheck.PermissionError, such as
+// a riskLevel of "hidden"), which is passed on as it is.
+func unreadable(c *collection, err error) error {
+	var pe *graphcheck.PermissionError
+	if errors.As(err, &pe) {
+		return err
+	}
+	return unavailable("%s: unreadable answer: %v", c.ep.request(), err)
 }
 
 // answer is the outcome of one sub-request as sendBatch reports it.

@@ -1,10 +1,12 @@
 package msgraph
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"net/http"
 	"net/url"
 	"strings"
@@ -23,6 +25,11 @@ const (
 	DefaultMaxPages      = 50
 	DefaultMaxRetries    = 3
 	DefaultRetryDelay    = time.Second
+
+	DefaultRiskTTL               = 5 * time.Minute
+	DefaultRiskRequestsPerSecond = 1.0
+	DefaultRiskBurst             = 1
+	DefaultRiskCacheSize         = 10_000
 )
 
 // NoRetries is the [Config.MaxRetries] value that turns retries off (0 means
@@ -97,6 +104,30 @@ type Config struct {
 	// [DefaultRetryDelay]. A Retry-After header (seconds, fractions such as
 	// "2.128" included, or an HTTP date) always wins.
 	RetryDelay time.Duration
+
+	// RiskTTL is how long a user's Identity Protection risk is reused
+	// before it is read again, measured on Now; 0 means [DefaultRiskTTL].
+	// Risk is read only for lookups that ask for it ([graphcheck.NeedRisk])
+	// and is cached separately from PIM state because Identity Protection
+	// throttles hard (see RiskRequestsPerSecond) and computes risk offline
+	// anyway: a risk raised now is seen within RiskTTL plus the Guard's
+	// cache TTL.
+	RiskTTL time.Duration
+
+	// RiskRequestsPerSecond and RiskBurst shape a token-bucket limiter
+	// (golang.org/x/time/rate) on riskyUsers requests, one per tenant:
+	// Identity Protection allows about one request per second per tenant
+	// for all applications together, and may answer 429 without a
+	// Retry-After. A Lookup waits for the limiter (through Sleep) when the
+	// wait fits before its deadline, and otherwise fails with
+	// [graphcheck.ErrUnavailable] rather than skip the check. 0 means
+	// [DefaultRiskRequestsPerSecond] and [DefaultRiskBurst].
+	RiskRequestsPerSecond float64
+	RiskBurst             int
+
+	// RiskCacheSize bounds the number of users whose risk is cached; 0
+	// means [DefaultRiskCacheSize].
+	RiskCacheSize int
 
 	// Now is the clock for GroupRolesTTL and for deciding which assignments
 	// are over (graphcheck.Facts.FetchedAt); nil means [time.Now]. Tests pass
@@ -179,6 +210,21 @@ func (c Config) resolve() (*settings, error) {
 			*d.v = d.def
 		}
 	}
+	if s.RiskTTL < 0 {
+		return nil, fmt.Errorf("%w: RiskTTL is negative", ErrInvalidConfig)
+	}
+	s.RiskTTL = cmp.Or(s.RiskTTL, DefaultRiskTTL)
+	switch {
+	case s.RiskRequestsPerSecond < 0 || math.IsNaN(s.RiskRequestsPerSecond) || math.IsInf(s.RiskRequestsPerSecond, 0):
+		return nil, fmt.Errorf("%w: RiskRequestsPerSecond is %v", ErrInvalidConfig, s.RiskRequestsPerSecond)
+	case s.RiskBurst < 0:
+		return nil, fmt.Errorf("%w: RiskBurst is negative", ErrInvalidConfig)
+	case s.RiskCacheSize < 0:
+		return nil, fmt.Errorf("%w: RiskCacheSize is negative", ErrInvalidConfig)
+	}
+	s.RiskRequestsPerSecond = cmp.Or(s.RiskRequestsPerSecond, DefaultRiskRequestsPerSecond)
+	s.RiskBurst = cmp.Or(s.RiskBurst, DefaultRiskBurst)
+	s.RiskCacheSize = cmp.Or(s.RiskCacheSize, DefaultRiskCacheSize)
 	switch {
 	case s.MaxPages < 0:
 		return nil, fmt.Errorf("%w: MaxPages is negative", ErrInvalidConfig)

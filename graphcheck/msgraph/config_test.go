@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"log/slog"
+	"math"
 	"strings"
 	"testing"
 	"time"
@@ -33,6 +34,12 @@ func TestNewRefuses(t *testing.T) {
 		{"negative RetryDelay", msgraph.Config{Credential: cred, RetryDelay: -time.Second}},
 		{"negative MaxPages", msgraph.Config{Credential: cred, MaxPages: -1}},
 		{"MaxRetries below NoRetries", msgraph.Config{Credential: cred, MaxRetries: -2}},
+		{"negative RiskTTL", msgraph.Config{Credential: cred, RiskTTL: -time.Second}},
+		{"negative RiskRequestsPerSecond", msgraph.Config{Credential: cred, RiskRequestsPerSecond: -1}},
+		{"NaN RiskRequestsPerSecond", msgraph.Config{Credential: cred, RiskRequestsPerSecond: math.NaN()}},
+		{"infinite RiskRequestsPerSecond", msgraph.Config{Credential: cred, RiskRequestsPerSecond: math.Inf(1)}},
+		{"negative RiskBurst", msgraph.Config{Credential: cred, RiskBurst: -1}},
+		{"negative RiskCacheSize", msgraph.Config{Credential: cred, RiskCacheSize: -1}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

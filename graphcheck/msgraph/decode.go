@@ -216,3 +216,80 @@ func parseTime(s *string) (time.Time, error) {
 	}
 	return t.UTC(), nil
 }
+
+// accountObject is a user or service principal as selected by userSelect or
+// spSelect.
+type accountObject struct {
+	ID                              *string `json:"id"`
+	AccountEnabled                  *bool   `json:"accountEnabled"`
+	SignInSessionsValidFromDateTime *string `json:"signInSessionsValidFromDateTime"`
+	LastPasswordChangeDateTime      *string `json:"lastPasswordChangeDateTime"`
+}
+
+var (
+	userSelect = []string{"id", "accountEnabled", "signInSessionsValidFromDateTime", "lastPasswordChangeDateTime"}
+	spSelect   = []string{"id", "accountEnabled"}
+)
+
+// decodeAccount reads GET /users/{id} or /servicePrincipals/{id}. The
+// object must be the principal asked for and must say whether it is
+// enabled: Graph leaves accountEnabled out when the application may not read
+// it, and a missing value is never taken for "enabled".
+func decodeAccount(body []byte, oid string) (*graphcheck.Account, error) {
+	body = bytes.TrimSpace(body)
+	if len(body) == 0 || body[0] != '{' {
+		return nil, fmt.Errorf("%w: the account is not a JSON object", errShape)
+	}
+	var o accountObject
+	if err := json.Unmarshal(body, &o); err != nil {
+		return nil, err
+	}
+	switch {
+	case o.ID != nil && !strings.EqualFold(*o.ID, oid):
+		return nil, fmt.Errorf("%w: asked for %s, got the object %.40q", errShape, oid, *o.ID)
+	case o.AccountEnabled == nil:
+		return nil, fmt.Errorf("%w: accountEnabled is missing (does the application have %s?)", errShape, PermissionUser)
+	}
+	a := &graphcheck.Account{Enabled: *o.AccountEnabled}
+	var err error
+	if a.SessionsValidFrom, err = parseTime(o.SignInSessionsValidFromDateTime); err != nil {
+		return nil, err
+	}
+	if a.PasswordChanged, err = parseTime(o.LastPasswordChangeDateTime); err != nil {
+		return nil, err
+	}
+	return a, nil
+}
+
+// riskyUser is Identity Protection's riskyUser, as selected by riskSelect.
+type riskyUser struct {
+	ID        *string `json:"id"`
+	RiskLevel *string `json:"riskLevel"`
+	RiskState *string `json:"riskState"`
+}
+
+var riskSelect = []string{"id", "riskLevel", "riskState"}
+
+// decodeRisk reads GET /identityProtection/riskyUsers/{id}. A riskLevel of
+// "hidden" means Identity Protection does not cover the user (licence): the
+// risk is unknown, which fails the lookup rather than pass for "no risk".
+func decodeRisk(body []byte, oid string) (graphcheck.Risk, error) {
+	var r graphcheck.Risk
+	body = bytes.TrimSpace(body)
+	if len(body) == 0 || body[0] != '{' {
+		return r, fmt.Errorf("%w: the riskyUser is not a JSON object", errShape)
+	}
+	var u riskyUser
+	if err := json.Unmarshal(body, &u); err != nil {
+		return r, err
+	}
+	switch {
+	case u.ID != nil && !strings.EqualFold(*u.ID, oid):
+		return r, fmt.Errorf("%w: asked for the risk of %s, got %.40q", errShape, oid, *u.ID)
+	case u.RiskLevel == nil || *u.RiskLevel == "" || u.RiskState == nil || *u.RiskState == "":
+		return r, fmt.Errorf("%w: a riskyUser has no riskLevel or riskState", errShape)
+	case strings.EqualFold(*u.RiskLevel, graphcheck.RiskLevelHidden):
+		return r, &graphcheck.PermissionError{Permission: LicenceRisk, Request: epRisk.path, Code: "riskLevel hidden", Err: graphcheck.ErrLicenseRequired}
+	}
+	return graphcheck.Risk{Level: *u.RiskLevel, State: *u.RiskState, Recorded: true}, nil
+}

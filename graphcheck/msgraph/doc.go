@@ -21,6 +21,22 @@
 // the next $batch. A principal who belongs to no role-assignable group costs
 // exactly one HTTP round trip per page.
 //
+// A lookup asked for the account ([graphcheck.NeedAccount]) adds a fourth
+// sub-request to the same $batch, GET
+// /users/{oid}?$select=id,accountEnabled,signInSessionsValidFromDateTime,lastPasswordChangeDateTime
+// (/servicePrincipals/{oid}?$select=id,accountEnabled for a service
+// principal); its 404 is the principal's deletion. A lookup asked for the
+// risk ([graphcheck.NeedRisk], users only) adds GET
+// /identityProtection/riskyUsers/{oid}?$select=id,riskLevel,riskState, but
+// only when the user's risk is not cached: Identity Protection allows about
+// one request per second per tenant for all applications together, so risk
+// is kept for [Config.RiskTTL] and its requests pass a per-tenant
+// token-bucket limiter ([Config.RiskRequestsPerSecond]); a 404 there means
+// the user was never flagged, which is no risk.
+//
+// [Source.Preflight] sends one cheap request per feature at start, so that
+// a missing permission or licence stops a service before it serves.
+//
 // Roles held through role-assignable groups need a tenant-wide fact: which
 // role-assignable groups hold which active role instances. It is read with
 // GET /groups?$filter=isAssignableToRole eq true&$select=id&$top=999 and then
@@ -56,12 +72,14 @@
 //	PrivilegedAssignmentSchedule.Read.AzureADGroup   [PermissionGroupAssignmentSchedule]
 //	GroupMember.Read.All                             [PermissionGroupMember]
 //	Application.Read.All (service principals only)   [PermissionServicePrincipalMemberOf]
+//	User.Read.All (account checks)                   [PermissionUser]
+//	IdentityRiskyUser.Read.All (risk check)          [PermissionRiskyUser]
 //
 // GroupMember.Read.All is needed even though User.Read.All suffices to call
 // transitiveMemberOf: without a group permission Graph returns the groups
 // with "limited information" (isAssignableToRole null), and roles held
 // through groups would be missed. PIM requires Microsoft Entra ID P2 or
-// Governance ([LicencePIM]).
+// Governance ([LicencePIM]); Identity Protection requires P2 ([LicenceRisk]).
 //
 // # Credentials and hosts
 //

@@ -35,8 +35,20 @@ const (
 	// transitive group memberships (with PermissionGroupMember for the
 	// groups' properties).
 	PermissionServicePrincipalMemberOf = "Application.Read.All"
+	// PermissionUser reads a user's accountEnabled,
+	// signInSessionsValidFromDateTime and lastPasswordChangeDateTime, for
+	// the account checks ([graphcheck.NeedAccount]). (User.ReadBasic.All
+	// does not cover those properties.) A service principal's
+	// accountEnabled needs [PermissionServicePrincipalMemberOf] instead.
+	PermissionUser = "User.Read.All"
+	// PermissionRiskyUser reads Identity Protection's riskyUsers, for the
+	// risk check ([graphcheck.NeedRisk]).
+	PermissionRiskyUser = "IdentityRiskyUser.Read.All"
 	// LicencePIM is what a 403 AadPremiumLicenseRequired asks for.
 	LicencePIM = "a Microsoft Entra ID P2 or Microsoft Entra ID Governance licence"
+	// LicenceRisk is what Identity Protection's riskyUsers need, and what a
+	// riskLevel of "hidden" (the user is not covered) asks for.
+	LicenceRisk = "a Microsoft Entra ID P2 licence (Identity Protection)"
 )
 
 // endpoint describes one kind of Graph request for error classification.
@@ -49,6 +61,9 @@ type endpoint struct {
 	// principal is true when a 404 Request_ResourceNotFound means the
 	// principal itself does not exist.
 	principal bool
+	// licence is what a 403 AadPremiumLicenseRequired asks for; ""
+	// means [LicencePIM].
+	licence string
 }
 
 var (
@@ -57,6 +72,14 @@ var (
 	epUserGroups = &endpoint{path: "/users/{id}/transitiveMemberOf/graph.group", permission: PermissionGroupMember, principal: true}
 	epSPGroups   = &endpoint{path: "/servicePrincipals/{id}/transitiveMemberOf/graph.group", permission: PermissionServicePrincipalMemberOf, principal: true}
 	epGroups     = &endpoint{path: "/groups", permission: PermissionGroupMember}
+	epUser       = &endpoint{path: "/users/{id}", permission: PermissionUser, principal: true}
+	epSP         = &endpoint{path: "/servicePrincipals/{id}", permission: PermissionServicePrincipalMemberOf, principal: true}
+	epRisk       = &endpoint{path: "/identityProtection/riskyUsers/{id}", permission: PermissionRiskyUser, licence: LicenceRisk}
+
+	// Preflight requests, one per feature (see Source.Preflight).
+	epUsers      = &endpoint{path: "/users", permission: PermissionUser}
+	epSPs        = &endpoint{path: "/servicePrincipals", permission: PermissionServicePrincipalMemberOf}
+	epRiskyUsers = &endpoint{path: "/identityProtection/riskyUsers", permission: PermissionRiskyUser, licence: LicenceRisk}
 )
 
 // request names the request in error texts, e.g. "GET /groups".
@@ -120,7 +143,11 @@ func classifyStatus(ep *endpoint, status int, code, message string) error {
 	case status == http.StatusNotFound && ep.principal && strings.EqualFold(code, "Request_ResourceNotFound"):
 		return fmt.Errorf("%w: %s", graphcheck.ErrPrincipalNotFound, detail)
 	case status == http.StatusForbidden && strings.EqualFold(code, "AadPremiumLicenseRequired"):
-		return &graphcheck.PermissionError{Permission: LicencePIM, Request: ep.path, Code: code, Err: graphcheck.ErrLicenseRequired}
+		licence := ep.licence
+		if licence == "" {
+			licence = LicencePIM
+		}
+		return &graphcheck.PermissionError{Permission: licence, Request: ep.path, Code: code, Err: graphcheck.ErrLicenseRequired}
 	case status == http.StatusForbidden:
 		// Authorization_RequestDenied (directory endpoints), UnknownError
 		// with a JSON message holding PermissionScopeNotGranted (PIM), or

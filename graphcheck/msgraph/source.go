@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azidentity"
+	lru "github.com/hashicorp/golang-lru/v2"
 	abstractions "github.com/microsoft/kiota-abstractions-go"
 	absauth "github.com/microsoft/kiota-abstractions-go/authentication"
 	khttp "github.com/microsoft/kiota-http-go"
@@ -22,6 +23,7 @@ import (
 	"github.com/microsoftgraph/msgraph-sdk-go/serviceprincipals"
 	"github.com/microsoftgraph/msgraph-sdk-go/users"
 	"golang.org/x/sync/singleflight"
+	"golang.org/x/time/rate"
 
 	"github.com/pimguard/pimguard/graphcheck"
 )
@@ -35,7 +37,10 @@ type Source struct {
 
 	flights singleflight.Group
 	mu      sync.Mutex
-	roles   map[string]groupRoles // by lower-case tenant ID
+	roles   map[string]groupRoles    // by lower-case tenant ID
+	limits  map[string]*rate.Limiter // riskyUsers requests, by lower-case tenant ID
+
+	risks *lru.Cache[string, graphcheck.Risk] // by Principal.Key; entries carry FetchedAt
 }
 
 var _ graphcheck.Source = (*Source)(nil)
@@ -130,7 +135,11 @@ func New(cfg Config) (*Source, error) {
 	if client == nil {
 		client = msgraphsdk.NewGraphServiceClient(adapter)
 	}
-	return &Source{cfg: st, adapter: adapter, client: client, roles: map[string]groupRoles{}}, nil
+	risks, err := lru.New[string, graphcheck.Risk](st.RiskCacheSize)
+	if err != nil {
+		return nil, fmt.Errorf("%w: RiskCacheSize: %v", ErrInvalidConfig, err)
+	}
+	return &Source{cfg: st, adapter: adapter, client: client, roles: map[string]groupRoles{}, limits: map[string]*rate.Limiter{}, risks: risks}, nil
 }
 
 // Lookup fetches p's live PIM state. It validates p first (nothing is sent
@@ -169,10 +178,41 @@ func (s *Source) Lookup(ctx context.Context, p graphcheck.Principal) (*graphchec
 	if err != nil {
 		return nil, err
 	}
-	if err := s.fetch(ctx, []*collection{own, pim, memberOf}); err != nil {
+	cols := []*collection{own, pim, memberOf}
+	if p.Need.Has(graphcheck.NeedAccount) {
+		acc, err := s.account(ctx, oid, p.ServicePrincipal, func(a *graphcheck.Account) { f.Account = a })
+		if err != nil {
+			return nil, err
+		}
+		cols = append(cols, acc)
+	}
+	var fresh *graphcheck.Risk // read by this Lookup, to be cached
+	if p.Need.Has(graphcheck.NeedRisk) && !p.ServicePrincipal {
+		if r, ok := s.cachedRisk(p.Key()); ok {
+			f.Risk = &r
+		} else {
+			risk, err := s.risk(ctx, oid, func(r graphcheck.Risk) { fresh = &r })
+			if err != nil {
+				return nil, err
+			}
+			if err := s.riskTurn(ctx, strings.ToLower(p.TenantID)); err != nil {
+				return nil, err
+			}
+			cols = append(cols, risk)
+		}
+	}
+	if err := s.fetch(ctx, cols); err != nil {
 		return nil, err
 	}
 	f.FetchedAt = s.cfg.Now()
+	if p.Need.Has(graphcheck.NeedAccount) && f.Account == nil {
+		return nil, unavailable("%s: no account in the answer", cols[3].ep.request())
+	}
+	if fresh != nil {
+		fresh.FetchedAt = f.FetchedAt
+		s.risks.Add(p.Key(), *fresh)
+		f.Risk = fresh
+	}
 
 	for _, g := range f.Groups {
 		if g.IsAssignableToRole {

@@ -1,0 +1,117 @@
+package msgraph
+
+import (
+	"context"
+	"encoding/json"
+	"time"
+
+	"github.com/microsoftgraph/msgraph-sdk-go/identityprotection"
+	"github.com/microsoftgraph/msgraph-sdk-go/serviceprincipals"
+	"github.com/microsoftgraph/msgraph-sdk-go/users"
+	"golang.org/x/time/rate"
+
+	"github.com/pimguard/pimguard/graphcheck"
+)
+
+// account is the GET of oid's user (accountEnabled, sessions, password) or
+// service principal (accountEnabled), sent in the same $batch as the PIM
+// requests. A 404 Request_ResourceNotFound is the principal's deletion
+// ([graphcheck.ErrPrincipalNotFound]).
+func (s *Source) account(ctx context.Context, oid string, servicePrincipal bool, set func(*graphcheck.Account)) (*collection, error) {
+	ep := epUser
+	var (
+		rel string
+		err error
+	)
+	if servicePrincipal {
+		ep = epSP
+		rel, err = s.relative(s.client.ServicePrincipals().ByServicePrincipalId(oid).ToGetRequestInformation(ctx,
+			&serviceprincipals.ServicePrincipalItemRequestBuilderGetRequestConfiguration{
+				QueryParameters: &serviceprincipals.ServicePrincipalItemRequestBuilderGetQueryParameters{Select: spSelect},
+			}))
+	} else {
+		rel, err = s.relative(s.client.Users().ByUserId(oid).ToGetRequestInformation(ctx,
+			&users.UserItemRequestBuilderGetRequestConfiguration{
+				QueryParameters: &users.UserItemRequestBuilderGetQueryParameters{Select: userSelect},
+			}))
+	}
+	if err != nil {
+		return nil, unavailable("building %s: %v", ep.request(), err)
+	}
+	return &collection{ep: ep, next: rel, single: true, add: func(body json.RawMessage) error {
+		a, err := decodeAccount(body, oid)
+		if err == nil {
+			if servicePrincipal {
+				a.SessionsValidFrom, a.PasswordChanged = time.Time{}, time.Time{}
+			}
+			set(a)
+		}
+		return err
+	}}, nil
+}
+
+// risk is the GET of oid's riskyUser. Identity Protection has no record for
+// a user it never flagged and answers 404: that is no risk.
+func (s *Source) risk(ctx context.Context, oid string, set func(graphcheck.Risk)) (*collection, error) {
+	rel, err := s.relative(s.client.IdentityProtection().RiskyUsers().ByRiskyUserId(oid).ToGetRequestInformation(ctx,
+		&identityprotection.RiskyUsersRiskyUserItemRequestBuilderGetRequestConfiguration{
+			QueryParameters: &identityprotection.RiskyUsersRiskyUserItemRequestBuilderGetQueryParameters{Select: riskSelect},
+		}))
+	if err != nil {
+		return nil, unavailable("building %s: %v", epRisk.request(), err)
+	}
+	return &collection{ep: epRisk, next: rel, single: true,
+		add: func(body json.RawMessage) error {
+			r, err := decodeRisk(body, oid)
+			if err == nil {
+				set(r)
+			}
+			return err
+		},
+		absent: func() { set(graphcheck.Risk{Level: graphcheck.RiskLevelNone, State: graphcheck.RiskStateNone}) },
+	}, nil
+}
+
+// cachedRisk returns the risk read for key less than RiskTTL ago.
+func (s *Source) cachedRisk(key string) (graphcheck.Risk, bool) {
+	r, ok := s.risks.Get(key)
+	if !ok {
+		return r, false
+	}
+	now := s.cfg.Now()
+	return r, !now.Before(r.FetchedAt) && now.Before(r.FetchedAt.Add(s.cfg.RiskTTL))
+}
+
+// riskTurn waits, through Config.Sleep, until the tenant's riskyUsers
+// limiter allows one more request, or fails at once when that wait does not
+// fit before ctx's deadline. The limiter runs on Config.Now, so a fake clock
+// drives it in tests.
+func (s *Source) riskTurn(ctx context.Context, tenant string) error {
+	s.mu.Lock()
+	lim := s.limits[tenant]
+	if lim == nil {
+		lim = rate.NewLimiter(rate.Limit(s.cfg.RiskRequestsPerSecond), s.cfg.RiskBurst)
+		s.limits[tenant] = lim
+	}
+	s.mu.Unlock()
+
+	now := s.cfg.Now()
+	r := lim.ReserveN(now, 1)
+	if !r.OK() {
+		return unavailable("%s: the riskyUsers limiter refuses every request (RiskBurst %d)", epRisk.request(), s.cfg.RiskBurst)
+	}
+	d := r.DelayFrom(now)
+	if d <= 0 {
+		return nil
+	}
+	if dl, ok := ctx.Deadline(); ok && time.Until(dl) < d+minAttempt {
+		r.CancelAt(now)
+		return unavailable("%s: the riskyUsers rate limit (%g/s per tenant) allows no request before the deadline (next in %v)",
+			epRisk.request(), s.cfg.RiskRequestsPerSecond, d)
+	}
+	if err := s.cfg.Sleep(ctx, d); err != nil {
+		r.CancelAt(s.cfg.Now())
+		return classifyErr(epRisk, err)
+	}
+	return nil
+}

@@ -297,3 +297,34 @@ func TestGuardPreflight(t *testing.T) {
 		t.Errorf("Preflight error %v does not carry the permission", err)
 	}
 }
+
+// purgingSource records the purges a Guard passes on.
+type purgingSource struct {
+	graphcheck.SourceFunc
+	mu     sync.Mutex
+	purged []string
+}
+
+func (p *purgingSource) Purge(tenantID, objectID string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.purged = append(p.purged, tenantID+"/"+objectID)
+}
+
+func (p *purgingSource) PurgeAll() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.purged = append(p.purged, "*")
+}
+
+func TestGuardPurgePurgesTheSource(t *testing.T) {
+	src := &purgingSource{}
+	g := middleware.MustNewGuard(middleware.GuardConfig{Source: src})
+	g.Purge(strings.ToUpper(graphtest.TenantID), strings.ToUpper(userOID))
+	g.PurgeAll()
+	middleware.Purgers{g}.Purge(graphtest.TenantID, appOID)
+	want := []string{graphtest.TenantID + "/" + userOID, "*", graphtest.TenantID + "/" + appOID}
+	if strings.Join(src.purged, " ") != strings.Join(want, " ") {
+		t.Errorf("source purges %q, want %q", src.purged, want)
+	}
+}

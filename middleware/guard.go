@@ -502,12 +502,27 @@ func (g *Guard) finish(w http.ResponseWriter, r *http.Request, d *decision) {
 // fetches it afresh; call it when you learn of a change (e.g. from an audit
 // event). A lookup already running is not stored. IDs are compared in lower
 // case. Purge is safe for concurrent use.
+//
+// When the Source caches something of its own about principals and is a
+// [Purger] (graphcheck/msgraph keeps users' risk for its RiskTTL), Purge
+// purges the Source first.
 func (g *Guard) Purge(tenantID, objectID string) {
-	g.cache.Purge(graphcheck.Principal{TenantID: strings.ToLower(tenantID), ObjectID: strings.ToLower(objectID)}.Key())
+	tenantID, objectID = strings.ToLower(tenantID), strings.ToLower(objectID)
+	if p, ok := g.cfg.Source.(Purger); ok {
+		p.Purge(tenantID, objectID)
+	}
+	g.cache.Purge(graphcheck.Principal{TenantID: tenantID, ObjectID: objectID}.Key())
 }
 
-// PurgeAll drops every cached state. It is safe for concurrent use.
-func (g *Guard) PurgeAll() { g.cache.PurgeAll() }
+// PurgeAll drops every cached state, and first what the Source caches when
+// it has a PurgeAll method (graphcheck/msgraph). It is safe for concurrent
+// use.
+func (g *Guard) PurgeAll() {
+	if p, ok := g.cfg.Source.(interface{ PurgeAll() }); ok {
+		p.PurgeAll()
+	}
+	g.cache.PurgeAll()
+}
 
 // Preflight checks, once at start, that the Source may read everything
 // this Guard's lookups will ask for: the PIM state and what its

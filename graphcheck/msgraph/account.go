@@ -3,6 +3,7 @@ package msgraph
 import (
 	"context"
 	"encoding/json"
+	"strings"
 	"time"
 
 	"github.com/microsoftgraph/msgraph-sdk-go/identityprotection"
@@ -114,4 +115,22 @@ func (s *Source) riskTurn(ctx context.Context, tenant string) error {
 		return classifyErr(epRisk, err)
 	}
 	return nil
+}
+
+// Purge drops what the Source caches about one principal: its Identity
+// Protection risk, so that the next Lookup asking for it reads it afresh
+// (the tenant's groups-to-roles map is shared and kept). A middleware.Guard
+// calls it from its own Purge. IDs are compared in lower case; Purge is safe
+// for concurrent use.
+func (s *Source) Purge(tenantID, objectID string) {
+	s.risks.Remove(graphcheck.Principal{TenantID: strings.ToLower(tenantID), ObjectID: strings.ToLower(objectID)}.Key())
+}
+
+// PurgeAll drops every cached risk and the tenants' groups-to-roles maps.
+// It is safe for concurrent use.
+func (s *Source) PurgeAll() {
+	s.risks.Purge()
+	s.mu.Lock()
+	clear(s.roles)
+	s.mu.Unlock()
 }

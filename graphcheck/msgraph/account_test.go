@@ -122,11 +122,16 @@ func TestRisk(t *testing.T) {
 		t.Errorf("risk request %s?%s", last.Path, last.Query)
 	}
 
-	// Remediated.
+	// Remediated: seen at once after a Purge (upper-case IDs are fine).
 	must(t, e.srv.SetUserRisk(alice, "high", "remediated"))
-	e.clock.Advance(5 * time.Minute)
+	e.src.Purge(strings.ToUpper(graphtest.TenantID), strings.ToUpper(alice))
 	if st := e.mustLookup(risky); st.Risk.AtRisk() || st.Risk.State != "remediated" {
 		t.Errorf("remediated: %+v", st.Risk)
+	}
+	must(t, e.srv.SetUserRisk(alice, "high", "atRisk"))
+	e.src.PurgeAll()
+	if st := e.mustLookup(risky); !st.Risk.AtRisk() {
+		t.Errorf("after PurgeAll: %+v", st.Risk)
 	}
 
 	// "hidden": Identity Protection does not cover the user.

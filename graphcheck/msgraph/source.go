@@ -187,8 +187,9 @@ func (s *Source) Lookup(ctx context.Context, p graphcheck.Principal) (*graphchec
 		cols = append(cols, acc)
 	}
 	var fresh *graphcheck.Risk // read by this Lookup, to be cached
+	riskKey := graphcheck.Principal{TenantID: strings.ToLower(p.TenantID), ObjectID: oid}.Key()
 	if p.Need.Has(graphcheck.NeedRisk) && !p.ServicePrincipal {
-		if r, ok := s.cachedRisk(p.Key()); ok {
+		if r, ok := s.cachedRisk(riskKey); ok {
 			f.Risk = &r
 		} else {
 			risk, err := s.risk(ctx, oid, func(r graphcheck.Risk) { fresh = &r })
@@ -210,7 +211,7 @@ func (s *Source) Lookup(ctx context.Context, p graphcheck.Principal) (*graphchec
 	}
 	if fresh != nil {
 		fresh.FetchedAt = f.FetchedAt
-		s.risks.Add(p.Key(), *fresh)
+		s.risks.Add(riskKey, *fresh)
 		f.Risk = fresh
 	}
 

@@ -5,10 +5,12 @@ import (
 	"encoding/json"
 	"log/slog"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/go-chi/chi/v5"
 
+	"github.com/pimguard/pimguard/graphcheck"
 	"github.com/pimguard/pimguard/graphcheck/msgraph"
 	"github.com/pimguard/pimguard/middleware"
 )
@@ -19,6 +21,7 @@ type appConfig struct {
 	graph         msgraph.Config
 	guard         middleware.GuardConfig // Source is set by newApp
 	auditorsGroup string
+	preflight     bool              // Guard.Preflight before serving
 	users         map[string]string // the in-memory directory's users: id → name
 	now           func() time.Time
 	extraRoutes   func(chi.Router) // demo controls
@@ -40,6 +43,7 @@ func realAppConfig(cfg config) appConfig {
 			InsecureNoCredential: cfg.GraphAuth == "none",
 		},
 		auditorsGroup: cfg.AuditorsGroup,
+		preflight:     cfg.Preflight,
 		users:         directoryUsers,
 		now:           time.Now,
 	}
@@ -48,7 +52,7 @@ func realAppConfig(cfg config) appConfig {
 }
 
 func guardConfig(cfg config) middleware.GuardConfig {
-	g := middleware.GuardConfig{CacheTTL: cfg.CacheTTL, NegativeTTL: cfg.NegativeTTL, MaxStale: cfg.MaxStale}
+	g := middleware.GuardConfig{CacheTTL: cfg.CacheTTL, NegativeTTL: cfg.NegativeTTL, MaxStale: cfg.MaxStale, AccountChecks: cfg.AccountChecks}
 	if cfg.ClaimsPolicy == "token-and-live" {
 		g.ClaimsPolicy = middleware.PolicyTokenAndLive
 	}
@@ -85,6 +89,14 @@ func newApp(ctx context.Context, ac appConfig, logger *slog.Logger) (*app, error
 	if err != nil {
 		return nil, err
 	}
+	if ac.preflight {
+		// A missing Graph permission or licence stops the service here,
+		// naming what to grant, instead of answering 503 to every request.
+		if err := guard.Preflight(ctx); err != nil {
+			return nil, err
+		}
+		logger.Info("example: preflight passed", "account_checks", ac.guard.AccountChecks.String())
+	}
 	return &app{
 		auth: auth, guard: guard, dir: newDirectory(ac.now, ac.users), auditorsGroup: ac.auditorsGroup,
 		now: ac.now, logger: logger, extraRoutes: ac.extraRoutes,
@@ -98,6 +110,7 @@ var (
 		middleware.Role(middleware.RoleUserAdministrator),
 	)
 	canDeleteUsers = middleware.Role(middleware.RoleUserAdministrator)
+	canPurge       = middleware.Role(middleware.RolePrivilegedRoleAdministrator)
 )
 
 func (a *app) routes() http.Handler {
@@ -120,10 +133,30 @@ func (a *app) routes() http.Handler {
 			r.With(a.guard.Require(middleware.GroupMember(a.auditorsGroup))).Get("/audit", a.audit)
 		}
 	})
+	r.Route("/admin", func(r chi.Router) {
+		r.Use(a.auth.Handler)
+		r.With(a.guard.Require(canPurge)).Post("/purge/{oid}", a.purge)
+	})
 	if a.extraRoutes != nil {
 		a.extraRoutes(r)
 	}
 	return r
+}
+
+// purge drops what pimguard has cached about a principal of the caller's
+// tenant (its verified tokens and live state), so that a change in Entra
+// (a deactivation, a disabled account) takes effect on the next request
+// instead of within the cache TTL.
+func (a *app) purge(w http.ResponseWriter, r *http.Request) {
+	p, _ := middleware.PrincipalFromContext(r.Context())
+	oid := chi.URLParam(r, "oid")
+	if !graphcheck.IsGUID(oid) {
+		writeJSON(w, http.StatusBadRequest, map[string]string{"error": "invalid_object_id", "objectId": oid})
+		return
+	}
+	middleware.Purgers{a.auth, a.guard}.Purge(p.TenantID, oid)
+	a.logger.InfoContext(r.Context(), "example: purged", "tenant", p.TenantID, "oid", strings.ToLower(oid), "by", p.ObjectID)
+	writeJSON(w, http.StatusOK, map[string]any{"tenantId": p.TenantID, "objectId": strings.ToLower(oid), "purged": true})
 }
 
 type roleJSON struct {

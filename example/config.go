@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/pimguard/pimguard/graphcheck"
+	"github.com/pimguard/pimguard/middleware"
 )
 
 // config is the example's configuration, read from PIMGUARD_* environment
@@ -24,6 +25,8 @@ type config struct {
 	ClaimsPolicy  string // "live" or "token-and-live"
 	MaxStale      time.Duration
 	AuditorsGroup string
+	AccountChecks middleware.AccountChecks
+	Preflight     bool // check Graph permissions at start (default: on in real mode)
 	Addr          string
 }
 
@@ -56,6 +59,18 @@ func loadConfig(getenv func(string) string) (config, error) {
 	case "live", "token-and-live":
 	default:
 		return c, fmt.Errorf("PIMGUARD_CLAIMS_POLICY: %q is neither live nor token-and-live", c.ClaimsPolicy)
+	}
+	if c.AccountChecks, err = middleware.ParseAccountChecks(getenv("PIMGUARD_ACCOUNT_CHECKS")); err != nil {
+		return c, fmt.Errorf("PIMGUARD_ACCOUNT_CHECKS: %v", strings.TrimPrefix(err.Error(), "middleware: "))
+	}
+	switch v := strings.ToLower(strings.TrimSpace(getenv("PIMGUARD_PREFLIGHT"))); v {
+	case "":
+		c.Preflight = !c.Demo()
+	case "on", "true", "1":
+		c.Preflight = true
+	case "off", "false", "0":
+	default:
+		return c, fmt.Errorf("PIMGUARD_PREFLIGHT: %q is neither on nor off", v)
 	}
 	if c.AuditorsGroup != "" && !graphcheck.IsGUID(c.AuditorsGroup) {
 		return c, fmt.Errorf("PIMGUARD_AUDITORS_GROUP: %q is not a group object ID (GUID)", c.AuditorsGroup)

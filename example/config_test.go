@@ -4,6 +4,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/pimguard/pimguard/middleware"
 )
 
 func env(kv map[string]string) func(string) string { return func(k string) string { return kv[k] } }
@@ -39,6 +41,10 @@ func TestLoadConfig(t *testing.T) {
 		{"claims policy unknown", map[string]string{"PIMGUARD_CLAIMS_POLICY": "token"}, "PIMGUARD_CLAIMS_POLICY"},
 		{"auditors group not a GUID", map[string]string{"PIMGUARD_AUDITORS_GROUP": "auditors"}, "PIMGUARD_AUDITORS_GROUP"},
 		{"address without port", map[string]string{"PIMGUARD_ADDR": "localhost"}, "PIMGUARD_ADDR"},
+		{"account checks", map[string]string{"PIMGUARD_ACCOUNT_CHECKS": "enabled, sessions,password,risk"}, ""},
+		{"account check unknown", map[string]string{"PIMGUARD_ACCOUNT_CHECKS": "enabled,mfa"}, "PIMGUARD_ACCOUNT_CHECKS"},
+		{"preflight off", real(map[string]string{"PIMGUARD_PREFLIGHT": "off"}), ""},
+		{"preflight unknown", map[string]string{"PIMGUARD_PREFLIGHT": "sometimes"}, "PIMGUARD_PREFLIGHT"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -59,7 +65,16 @@ func TestLoadConfigDefaults(t *testing.T) {
 		t.Fatal(err)
 	}
 	if !c.Demo() || c.CacheTTL != 30*time.Second || c.NegativeTTL != 5*time.Second || c.MaxStale != 0 ||
-		c.ClaimsPolicy != "live" || c.Addr != "127.0.0.1:8080" || c.GraphURL != "https://graph.microsoft.com/v1.0" {
+		c.ClaimsPolicy != "live" || c.Addr != "127.0.0.1:8080" || c.GraphURL != "https://graph.microsoft.com/v1.0" ||
+		c.AccountChecks != 0 || c.Preflight {
 		t.Errorf("defaults: %+v", c)
+	}
+	c, err = loadConfig(env(map[string]string{"PIMGUARD_TENANT_ID": "8d3f0a52-6b1e-4c2a-9f4e-1a7b2c3d4e5f", "PIMGUARD_AUDIENCES": "api://x"}))
+	if err != nil || !c.Preflight {
+		t.Errorf("real mode: preflight %v, %v; want on by default", c.Preflight, err)
+	}
+	c, err = loadConfig(env(map[string]string{"PIMGUARD_ACCOUNT_CHECKS": "risk,enabled"}))
+	if err != nil || c.AccountChecks != middleware.CheckAccountEnabled|middleware.CheckUserRisk {
+		t.Errorf("PIMGUARD_ACCOUNT_CHECKS: %v, %v", c.AccountChecks, err)
 	}
 }

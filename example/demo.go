@@ -32,7 +32,7 @@ type demoPerson struct {
 
 var demoPeople = []demoPerson{
 	{"jane", janeID, "jane@contoso.example", "Jane", "eligible Helpdesk Administrator (PIM): must activate first"},
-	{"bob", bobID, "bob@contoso.example", "Bob", "permanent User Administrator"},
+	{"bob", bobID, "bob@contoso.example", "Bob", "permanent User Administrator and Privileged Role Administrator"},
 	{"ann", annID, "ann@contoso.example", "Ann", "eligible member of the Auditors group (PIM for Groups)"},
 }
 
@@ -54,6 +54,7 @@ func startDemoTenant(cfg config) (*demoTenant, error) {
 		d.tenant.AddGroup(auditorsID, "Auditors", false),
 		d.tenant.MakeEligible(janeID, middleware.RoleHelpdeskAdministrator, "/", time.Time{}),
 		d.tenant.AssignRole(bobID, middleware.RoleUserAdministrator, "/", time.Time{}, time.Time{}),
+		d.tenant.AssignRole(bobID, middleware.RolePrivilegedRoleAdministrator, "/", time.Time{}, time.Time{}),
 		d.tenant.MakeGroupEligible(auditorsID, annID, graphtest.AccessMember, time.Time{}),
 	}
 	if err := errors.Join(seed...); err != nil {
@@ -78,6 +79,7 @@ func (d *demoTenant) appConfig(cfg config) appConfig {
 		graph:         msgraph.Config{BaseURL: d.tenant.GraphURL(), InsecureNoCredential: true},
 		guard:         guardConfig(cfg),
 		auditorsGroup: auditorsID,
+		preflight:     cfg.Preflight,
 		users:         directoryUsers,
 		now:           d.clock.Now,
 		extraRoutes:   d.controls,
@@ -87,9 +89,15 @@ func (d *demoTenant) appConfig(cfg config) appConfig {
 
 // controls mounts the fake tenant's PIM controls, for trying things by hand:
 //
-//	POST /demo/{person}/activate    jane: Helpdesk Administrator for 1 h; ann: Auditors membership for 1 h
+//	POST /demo/{person}/activate         jane: Helpdesk Administrator for 1 h; ann: Auditors membership for 1 h
 //	POST /demo/{person}/deactivate
-//	POST /demo/{person}/token       a fresh access token
+//	POST /demo/{person}/token            a fresh access token
+//	POST /demo/{person}/disable          accountEnabled false (enable: true again)
+//	POST /demo/{person}/revoke-sessions  signInSessionsValidFromDateTime = now
+//	POST /demo/{person}/change-password  lastPasswordChangeDateTime = now
+//	POST /demo/{person}/risk             Identity Protection: high, atRisk (dismiss-risk: dismissed)
+//
+// The account controls matter when PIMGUARD_ACCOUNT_CHECKS turns the checks on.
 func (d *demoTenant) controls(r chi.Router) {
 	r.Post("/demo/{person}/{action}", func(w http.ResponseWriter, r *http.Request) {
 		person, action := chi.URLParam(r, "person"), chi.URLParam(r, "action")
@@ -110,8 +118,28 @@ func (d *demoTenant) controls(r chi.Router) {
 			writeJSON(w, http.StatusOK, map[string]string{"access_token": d.token(person)})
 			return
 		default:
-			writeJSON(w, http.StatusNotFound, map[string]string{"error": "unknown demo control: try jane or ann with activate or deactivate, or {person}/token"})
-			return
+			id, ok := d.personID(person)
+			switch {
+			case !ok:
+				err = errUnknownControl
+			case action == "disable" || action == "enable":
+				err = d.tenant.SetAccountEnabled(id, action == "enable")
+			case action == "revoke-sessions":
+				err = d.tenant.RevokeSignInSessions(id)
+			case action == "change-password":
+				err = d.tenant.ChangePassword(id)
+			case action == "risk":
+				err = d.tenant.SetUserRisk(id, "high", "atRisk")
+			case action == "dismiss-risk":
+				err = d.tenant.SetUserRisk(id, "none", "dismissed")
+			default:
+				err = errUnknownControl
+			}
+			if errors.Is(err, errUnknownControl) {
+				writeJSON(w, http.StatusNotFound, map[string]string{"error": "unknown demo control: try jane or ann with activate or deactivate; " +
+					"{person}/token, disable, enable, revoke-sessions, change-password, risk or dismiss-risk"})
+				return
+			}
 		}
 		if err != nil {
 			writeJSON(w, http.StatusConflict, map[string]string{"error": err.Error()})
@@ -123,6 +151,18 @@ func (d *demoTenant) controls(r chi.Router) {
 		}
 		writeJSON(w, http.StatusOK, out)
 	})
+}
+
+var errUnknownControl = errors.New("unknown demo control")
+
+// personID returns the object ID of a demo person.
+func (d *demoTenant) personID(key string) (string, bool) {
+	for _, p := range demoPeople {
+		if p.key == key {
+			return p.id, true
+		}
+	}
+	return "", false
 }
 
 // token mints an access token for a demo person, with the wids and groups
@@ -276,7 +316,12 @@ curl -s -X POST %[1]s/demo/ann/activate       # Auditors membership for 1 hour
 curl -s -X POST %[1]s/demo/ann/deactivate
 curl -s -X POST %[1]s/demo/jane/token         # a new token (also bob, ann)
 
+# Account checks (start with PIMGUARD_ACCOUNT_CHECKS=enabled,sessions,password,risk):
+curl -s -X POST %[1]s/demo/jane/revoke-sessions   # also disable, enable, change-password, risk, dismiss-risk
+curl -s -X POST %[1]s/admin/purge/%[2]s -H "Authorization: Bearer $BOB_TOKEN"   # see it now, not within the TTL
+curl -s %[1]s/api/me -H "Authorization: Bearer $JANE_TOKEN"                     # 401 session_revoked
+
 Serving until Ctrl-C.
-`, base)
+`, base, janeID)
 	fmt.Fprint(out, b.String())
 }

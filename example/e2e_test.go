@@ -128,44 +128,7 @@ func TestRealModeEndToEnd(t *testing.T) {
 	must(t, tenant.AssignGroup(auditors, auditor, graphtest.AccessMember, time.Time{}, time.Now().Add(time.Hour)))
 	must(t, tenant.AssignRole(flaky, middleware.RoleUserAdministrator, "/", time.Time{}, time.Time{}))
 
-	cmd := exec.Command(bin)
-	cmd.Env = cleanEnv(
-		"PIMGUARD_TENANT_ID="+graphtest.TenantID,
-		"PIMGUARD_AUDIENCES="+graphtest.APIClientID+","+graphtest.APIAppIDURI,
-		"PIMGUARD_AUTHORITY="+tenant.URL,
-		"PIMGUARD_GRAPH_URL="+tenant.GraphURL(),
-		"PIMGUARD_GRAPH_AUTH=none",
-		"PIMGUARD_AUDITORS_GROUP="+auditors,
-		"PIMGUARD_ADDR=127.0.0.1:0",
-	)
-	stderr, err := cmd.StderrPipe()
-	must(t, err)
-	must(t, cmd.Start())
-	exited := make(chan error, 1)
-	addrCh := make(chan string, 1)
-	go func() {
-		sc := bufio.NewScanner(stderr)
-		for sc.Scan() {
-			var rec struct {
-				Msg  string `json:"msg"`
-				Addr string `json:"addr"`
-			}
-			if json.Unmarshal(sc.Bytes(), &rec) == nil && rec.Msg == "example: listening" {
-				addrCh <- rec.Addr
-			}
-		}
-		exited <- cmd.Wait()
-	}()
-	var base string
-	select {
-	case a := <-addrCh:
-		base = "http://" + a
-	case err := <-exited:
-		t.Fatalf("example exited before listening: %v", err)
-	case <-time.After(60 * time.Second):
-		_ = cmd.Process.Kill()
-		t.Fatal("example did not start listening within 60s")
-	}
+	base, stop := startRealMode(t, bin, tenant, "PIMGUARD_AUDITORS_GROUP="+auditors)
 
 	tok := func(oid string) string { return tenant.MustMint(graphtest.Token{ObjectID: oid}) }
 	tests := []struct {
@@ -242,15 +205,63 @@ func TestRealModeEndToEnd(t *testing.T) {
 		}
 	})
 
-	must(t, cmd.Process.Signal(syscall.SIGTERM))
-	select {
-	case err := <-exited:
-		if err != nil {
-			t.Errorf("exit after SIGTERM: %v", err)
+	stop()
+}
+
+// startRealMode starts the example binary in real mode against tenant,
+// configured through the documented variables (plus extra), waits until it
+// listens and returns its base URL and a function that stops it with
+// SIGTERM and checks that it exits cleanly.
+func startRealMode(t *testing.T, bin string, tenant *graphtest.Server, extra ...string) (base string, stop func()) {
+	t.Helper()
+	cmd := exec.Command(bin)
+	cmd.Env = cleanEnv(append([]string{
+		"PIMGUARD_TENANT_ID=" + graphtest.TenantID,
+		"PIMGUARD_AUDIENCES=" + graphtest.APIClientID + "," + graphtest.APIAppIDURI,
+		"PIMGUARD_AUTHORITY=" + tenant.URL,
+		"PIMGUARD_GRAPH_URL=" + tenant.GraphURL(),
+		"PIMGUARD_GRAPH_AUTH=none",
+		"PIMGUARD_ADDR=127.0.0.1:0",
+	}, extra...)...)
+	stderr, err := cmd.StderrPipe()
+	must(t, err)
+	must(t, cmd.Start())
+	exited := make(chan error, 1)
+	addrCh := make(chan string, 1)
+	go func() {
+		sc := bufio.NewScanner(stderr)
+		for sc.Scan() {
+			var rec struct {
+				Msg  string `json:"msg"`
+				Addr string `json:"addr"`
+			}
+			if json.Unmarshal(sc.Bytes(), &rec) == nil && rec.Msg == "example: listening" {
+				addrCh <- rec.Addr
+			}
 		}
-	case <-time.After(30 * time.Second):
+		exited <- cmd.Wait()
+	}()
+	select {
+	case a := <-addrCh:
+		base = "http://" + a
+	case err := <-exited:
+		t.Fatalf("example exited before listening: %v", err)
+	case <-time.After(60 * time.Second):
 		_ = cmd.Process.Kill()
-		t.Error("example did not stop within 30s of SIGTERM")
+		t.Fatal("example did not start listening within 60s")
+	}
+	return base, func() {
+		t.Helper()
+		must(t, cmd.Process.Signal(syscall.SIGTERM))
+		select {
+		case err := <-exited:
+			if err != nil {
+				t.Errorf("exit after SIGTERM: %v", err)
+			}
+		case <-time.After(30 * time.Second):
+			_ = cmd.Process.Kill()
+			t.Error("example did not stop within 30s of SIGTERM")
+		}
 	}
 }
 

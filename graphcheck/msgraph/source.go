@@ -214,6 +214,9 @@ func (s *Source) Lookup(ctx context.Context, p graphcheck.Principal) (*graphchec
 		s.risks.Add(riskKey, *fresh)
 		f.Risk = fresh
 	}
+	if p.Need.Has(graphcheck.NeedRisk) && !p.ServicePrincipal && f.Risk == nil {
+		return nil, unavailable("%s: no risk in the answer", epRisk.request())
+	}
 
 	for _, g := range f.Groups {
 		if g.IsAssignableToRole {

@@ -112,6 +112,8 @@ type fmRow struct {
 	// contactsEvil: the SDK itself may send a request to the evil server
 	// (a redirect), which must carry neither the token nor the body.
 	contactsEvil bool
+	// checks are the Guard's account checks; zero: none.
+	checks middleware.AccountChecks
 	// slowRecovery: a detached fetch (the shared group-roles fetch, bounded
 	// by sourceTimeout) may still be hanging when the fault is removed, so
 	// recovery may take up to that long in real time.
@@ -140,6 +142,21 @@ func fmPage2(f graphtest.Fault) []fmFault {
 		{fmIn("/roleManagement/"), f},
 	}
 }
+
+// fmAccount makes f answer each principal's own account request
+// (GET /users/{id}, not its /transitiveMemberOf).
+func fmAccount(f graphtest.Fault) []fmFault {
+	var out []fmFault
+	for _, w := range fmWho {
+		out = append(out, fmFault{graphtest.GraphMatch{Path: "/users/" + w.oid, Scope: graphtest.InsideBatch}, f})
+	}
+	return out
+}
+
+// fmAllChecks turns every account check on.
+const fmAllChecks = middleware.CheckAccountEnabled | middleware.CheckSessionsRevoked | middleware.CheckPasswordChanged | middleware.CheckUserRisk
+
+var fmRisk = fmIn("/identityProtection/")
 
 // fmNextLink points the principal's role instances' @odata.nextLink at link.
 func fmNextLink(link string) []fmFault {
@@ -279,6 +296,30 @@ var fmRows = []fmRow{
 	// Graph saying the principal does not exist is a refusal, never an allow.
 	{name: "404 Request_ResourceNotFound: the principal", faults: fmOne(fmIn("/users/"), graphtest.Fault{Status: 404, Code: "Request_ResourceNotFound"}),
 		want: [3]fmOutcome{fmNotFound, fmNotFound, fmNotFound}},
+
+	// Account checks: the account and risk requests fail closed too.
+	{name: "account checks, no fault", checks: fmAllChecks, want: fmTruth, waits: []time.Duration{}},
+	{name: "account: 500", checks: fmAllChecks, faults: fmAccount(graphtest.Fault{Status: 500})},
+	{name: "account: 403 Authorization_RequestDenied", checks: fmAllChecks, faults: fmAccount(graphtest.DeniedFault())},
+	{name: "account: 429 without Retry-After, once", checks: fmAllChecks, faults: fmAccount(fmOnce(graphtest.ThrottledFault(""))),
+		want: fmTruth, waits: []time.Duration{msgraph.DefaultRetryDelay}},
+	{name: "account: malformed JSON", checks: fmAllChecks, faults: fmAccount(graphtest.MalformedJSONFault())},
+	{name: "account: accountEnabled null", checks: fmAllChecks, faults: fmAccount(graphtest.Fault{Body: `{"accountEnabled":null}`})},
+	{name: "account: a collection instead of the user", checks: fmAllChecks, faults: fmAccount(graphtest.Fault{Body: `{"value":[{"accountEnabled":true}]}`})},
+	{name: "account: another object's account", checks: fmAllChecks, faults: fmAccount(graphtest.Fault{Body: `{"id":"` + dave + `","accountEnabled":true}`})},
+	{name: "account: unparsable signInSessionsValidFromDateTime", checks: fmAllChecks, faults: fmAccount(graphtest.Fault{
+		Body: `{"accountEnabled":true,"signInSessionsValidFromDateTime":"yesterday"}`})},
+	{name: "account: hang", checks: fmAllChecks, faults: fmAccount(graphtest.Fault{Kind: graphtest.FaultHang}), lookupTimeout: fmShort, bounded: true},
+	{name: "risk: 500", checks: fmAllChecks, faults: fmOne(fmRisk, graphtest.Fault{Status: 500})},
+	{name: "risk: 403 Authorization_RequestDenied", checks: fmAllChecks, faults: fmOne(fmRisk, graphtest.DeniedFault())},
+	{name: "risk: 403 licence", checks: fmAllChecks, faults: fmOne(fmRisk, graphtest.LicenseRequiredFault())},
+	{name: "risk: 429 without Retry-After, once", checks: fmAllChecks, faults: fmOne(fmRisk, fmOnce(graphtest.ThrottledFault(""))),
+		want: fmTruth, waits: []time.Duration{msgraph.DefaultRetryDelay}},
+	{name: "risk: 429 persistent", checks: fmAllChecks, faults: fmOne(fmRisk, graphtest.ThrottledFault("")), waits: fmBackoff},
+	{name: "risk: riskLevel hidden", checks: fmAllChecks, faults: fmOne(fmRisk, graphtest.Fault{Body: `{"riskLevel":"hidden","riskState":"none"}`})},
+	{name: "risk: no riskLevel", checks: fmAllChecks, faults: fmOne(fmRisk, graphtest.Fault{Body: `{"riskState":"none"}`})},
+	{name: "risk: malformed JSON", checks: fmAllChecks, faults: fmOne(fmRisk, graphtest.MalformedJSONFault())},
+	{name: "risk: hang", checks: fmAllChecks, faults: fmOne(fmRisk, graphtest.Fault{Kind: graphtest.FaultHang}), lookupTimeout: fmShort, bounded: true},
 }
 
 // fmDotSegmentRows are nextLinks on the configured host whose path climbs
@@ -530,6 +571,10 @@ func (m *fmMatrix) runRow(t *testing.T, row fmRow) {
 		Sleep:      sleeper.Sleep,
 		Timeout:    row.sourceTimeout,
 		Logger:     m.logger.With("component", "msgraph", "row", row.name),
+		// The fake clock stands still within a row: a limiter of one
+		// request per second would make every risk request after the
+		// first wait. The limiter has its own test (TestRiskRateLimiter).
+		RiskRequestsPerSecond: 1e6, RiskBurst: 1000,
 	}
 	switch row.base {
 	case "refused":
@@ -548,6 +593,7 @@ func (m *fmMatrix) runRow(t *testing.T, row fmRow) {
 		Source:        src,
 		Now:           m.clock.Now,
 		LookupTimeout: row.lookupTimeout,
+		AccountChecks: row.checks,
 		Logger:        m.logger.With("component", "guard", "row", row.name),
 		AllowLogLevel: slog.LevelInfo,
 	})

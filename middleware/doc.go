@@ -81,6 +81,24 @@
 // is one slog record (tenant, oid, requirement, outcome, code, state source
 // cache/graph/stale, lookup latency), never the token.
 //
+// # Metrics
+//
+// A Guard reports through the OpenTelemetry metrics API to
+// [GuardConfig.MeterProvider] (by default the global provider, which
+// records nothing until the application installs one):
+//
+//   - pimguard.decisions, a counter of decisions by outcome (allow, deny,
+//     error) and code (the rejection code above, "" for allow), counted
+//     once per request without allocating;
+//   - pimguard.cache.hits, pimguard.cache.misses, pimguard.cache.loads,
+//     pimguard.cache.load_errors, pimguard.cache.stale_served and
+//     pimguard.cache.evictions, counters, and pimguard.cache.size, a gauge,
+//     read from the state cache by one callback when metrics are collected,
+//     so they cost a request nothing.
+//
+// An exporter such as Prometheus names them pimguard_decisions_total,
+// pimguard_cache_hits_total and so on.
+//
 // This package never imports the Microsoft Graph SDK: live PIM state comes
 // through interfaces, so users who bring their own source do not compile it.
 package middleware

@@ -9,6 +9,9 @@ import (
 	"strings"
 	"time"
 
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/metric"
+
 	"github.com/pimguard/pimguard/cache"
 	"github.com/pimguard/pimguard/graphcheck"
 )
@@ -135,6 +138,18 @@ type GuardConfig struct {
 
 	// ErrorWriter renders rejections. Default [WriteRejection].
 	ErrorWriter ErrorWriter
+
+	// MeterProvider receives the Guard's metrics: pimguard.decisions, one
+	// count per decision by outcome and code, and the state cache's
+	// counters and size (pimguard.cache.*), observed in one callback at
+	// collection time, so they cost a request nothing (see the package
+	// documentation for the list). Default (nil) otel.GetMeterProvider(),
+	// the global provider, which records nothing until the application
+	// installs one. The Guard needs no Close: its callback is unregistered
+	// when the Guard is garbage collected. Several Guards on one provider
+	// report under the same names without telling themselves apart (their
+	// counters add up; pimguard.cache.size is one Guard's).
+	MeterProvider metric.MeterProvider
 }
 
 // Guard authorizes requests against live PIM state: per route, it allows a
@@ -149,6 +164,7 @@ type GuardConfig struct {
 type Guard struct {
 	cfg      GuardConfig
 	cache    *cache.Cache[string, *lookupResult]
+	metrics  guardMetrics
 	denyLvl  slog.Leveler
 	allowLvl slog.Leveler
 }
@@ -213,6 +229,9 @@ func NewGuard(cfg GuardConfig) (*Guard, error) {
 	if cfg.ErrorWriter == nil {
 		cfg.ErrorWriter = WriteRejection
 	}
+	if cfg.MeterProvider == nil {
+		cfg.MeterProvider = otel.GetMeterProvider()
+	}
 	g := &Guard{cfg: cfg, denyLvl: cfg.DenialLogLevel, allowLvl: cfg.AllowLogLevel}
 	if g.denyLvl == nil {
 		g.denyLvl = slog.LevelInfo
@@ -228,6 +247,9 @@ func NewGuard(cfg GuardConfig) (*Guard, error) {
 		return nil, fmt.Errorf("middleware: GuardConfig: %w", err)
 	}
 	g.cache = c
+	if g.metrics, err = newGuardMetrics(cfg.MeterProvider, c, g); err != nil {
+		return nil, err
+	}
 	return g, nil
 }
 
@@ -462,9 +484,11 @@ func (g *Guard) denial(ru *rule, failures []failure) *Rejection {
 	return rej
 }
 
-// finish writes the decision record and, for a refusal, the rejection.
+// finish counts the decision, writes its record and, for a refusal, the
+// rejection.
 func (g *Guard) finish(w http.ResponseWriter, r *http.Request, d *decision) {
 	ctx := r.Context()
+	g.metrics.decided(ctx, d)
 	if g.cfg.Logger.Enabled(ctx, d.level) {
 		attrs := make([]slog.Attr, 0, 12+len(d.attrs))
 		if d.p != nil {

@@ -8,14 +8,18 @@ import (
 	"testing"
 	"time"
 
+	"go.opentelemetry.io/otel/metric"
+	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
+
 	"github.com/pimguard/pimguard/graphcheck"
 	"github.com/pimguard/pimguard/middleware"
 )
 
 // guardBenchSetup adds, to benchSetup's handlers, the Authenticator followed
 // by Guard.Require(Role(Helpdesk Administrator)) over a fake source in which
-// the role is active for 8 hours, warmed so that the state is cached.
-func guardBenchSetup(b *testing.B) (env *benchEnv, guarded, guardOnly http.Handler, authedReq *http.Request) {
+// the role is active for 8 hours, warmed so that the state is cached. mp is
+// the Guard's MeterProvider (nil: the global one, a no-op here).
+func guardBenchSetup(b *testing.B, mp metric.MeterProvider) (env *benchEnv, guarded, guardOnly http.Handler, authedReq *http.Request) {
 	b.Helper()
 	env = newBenchEnv(b, 0)
 	b.Cleanup(env.tenant.Close)
@@ -29,7 +33,7 @@ func guardBenchSetup(b *testing.B) (env *benchEnv, guarded, guardOnly http.Handl
 			},
 		}, nil
 	})
-	guard := middleware.MustNewGuard(middleware.GuardConfig{Source: src, Now: clock.Now, Logger: slog.New(slog.DiscardHandler)})
+	guard := middleware.MustNewGuard(middleware.GuardConfig{Source: src, Now: clock.Now, Logger: slog.New(slog.DiscardHandler), MeterProvider: mp})
 	guardOnly = guard.Require(middleware.Role(middleware.RoleHelpdeskAdministrator))(okHandler)
 	guarded = env.auth.Handler(guardOnly)
 	rec := httptest.NewRecorder()
@@ -45,21 +49,29 @@ func guardBenchSetup(b *testing.B) (env *benchEnv, guarded, guardOnly http.Handl
 // BenchmarkGuard measures one warm request (token verified and live state
 // cached) through each handler: bare, go-oidc only, pimguard's Authenticator,
 // Authenticator + Guard.Require(Role(...)), and the Guard alone on a request
-// that already carries the principal.
+// that already carries the principal; the last two again with an
+// OpenTelemetry SDK MeterProvider recording the Guard's metrics (the others
+// use the global no-op provider).
 func BenchmarkGuard(b *testing.B) {
-	env, guarded, guardOnly, authedReq := guardBenchSetup(b)
+	env, guarded, guardOnly, authedReq := guardBenchSetup(b, nil)
 	b.Run("bare", func(b *testing.B) { serveLoop(b, env.bare, env.req) })
 	b.Run("go-oidc-verify", func(b *testing.B) { serveLoop(b, env.goOIDC, env.req) })
 	b.Run("pimguard-auth", func(b *testing.B) { serveLoop(b, env.pimguard, env.req) })
 	b.Run("pimguard-auth+role", func(b *testing.B) { serveLoop(b, guarded, env.req) })
 	b.Run("guard-only", func(b *testing.B) { serveLoop(b, guardOnly, authedReq) })
+
+	provider := sdkmetric.NewMeterProvider(sdkmetric.WithReader(sdkmetric.NewManualReader()))
+	b.Cleanup(func() { _ = provider.Shutdown(context.Background()) })
+	env, guarded, guardOnly, authedReq = guardBenchSetup(b, provider)
+	b.Run("pimguard-auth+role+otel-sdk", func(b *testing.B) { serveLoop(b, guarded, env.req) })
+	b.Run("guard-only+otel-sdk", func(b *testing.B) { serveLoop(b, guardOnly, authedReq) })
 }
 
 // BenchmarkGuardParallel runs warm Authenticator + Guard requests from every
 // P for the same principal: the hottest cache key. Compare ns/op with
 // -cpu 1,2,4.
 func BenchmarkGuardParallel(b *testing.B) {
-	env, guarded, _, _ := guardBenchSetup(b)
+	env, guarded, _, _ := guardBenchSetup(b, nil)
 	b.ReportAllocs()
 	b.RunParallel(func(pb *testing.PB) {
 		w := &discardWriter{h: http.Header{}}
@@ -74,7 +86,7 @@ func BenchmarkGuardParallel(b *testing.B) {
 // over the Authenticator alone (ns, allocations, bytes), and the whole
 // Authenticator + Guard time as a fraction of a go-oidc-only middleware.
 func BenchmarkGuardOverhead(b *testing.B) {
-	env, guarded, _, _ := guardBenchSetup(b)
+	env, guarded, _, _ := guardBenchSetup(b, nil)
 	for b.Loop() {
 		ma, mg, mo := measure(env.pimguard, env.req), measure(guarded, env.req), measure(env.goOIDC, env.req)
 		b.ReportMetric(mg.ns-ma.ns, "guard-added-ns/op")

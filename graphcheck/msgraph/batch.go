@@ -163,6 +163,7 @@ func (s *Source) round(ctx context.Context, chunk []*collection) ([]throttle, er
 				return nil, unavailable("%s: %v", c.ep.request(), err)
 			}
 		case retryable(a.status):
+			s.tel.throttledAnswer(ctx, a.status, c.ep.path)
 			code, msg := errorCode(a.body)
 			d, ok := retryAfter(headerValue(a.header, "Retry-After"))
 			throttled = append(throttled, throttle{err: classifyStatus(c.ep, a.status, code, msg), delay: d, has: ok})
@@ -195,7 +196,7 @@ type answer struct {
 // authentication provider and middleware) and returns the sub-responses in
 // the order of chunk. A failure of the batch as a whole that may be retried
 // comes back as throttles; any other failure as the err of every answer.
-func (s *Source) sendBatch(ctx context.Context, chunk []*collection) ([]answer, []throttle) {
+func (s *Source) sendBatch(ctx context.Context, chunk []*collection) (answers []answer, retry []throttle) {
 	ep := batchEndpoint(chunk)
 	fail := func(err error) ([]answer, []throttle) {
 		out := make([]answer, len(chunk))
@@ -255,6 +256,8 @@ func (s *Source) sendBatch(ctx context.Context, chunk []*collection) ([]answer, 
 		return nil, nil
 	})
 	ri.AddRequestOptions([]abstractions.RequestOption{handler})
+	start := time.Now()
+	defer func() { s.tel.roundTrip(ctx, start, raw.status, batchErr(answers, retry)) }()
 	if _, err := s.adapter.SendPrimitive(ctx, ri, "[]byte", nil); err != nil {
 		return fail(classifyErr(ep, err))
 	}

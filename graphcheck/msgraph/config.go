@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
+	"go.opentelemetry.io/otel/metric"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/pimguard/pimguard/graphcheck"
 )
@@ -148,6 +150,21 @@ type Config struct {
 	// Logger receives retry and failure events (never tokens); nil discards
 	// them.
 	Logger *slog.Logger
+
+	// MeterProvider receives the Source's metrics (listed in the package
+	// documentation): the duration of each HTTP round trip to Graph, failed
+	// lookups and preflight checks by error class, and 429 answers by
+	// request. nil means otel.GetMeterProvider(), the global provider,
+	// which records nothing until the application installs one.
+	MeterProvider metric.MeterProvider
+
+	// TracerProvider receives one span per Lookup (pimguard.graph.lookup)
+	// and per Preflight (pimguard.graph.preflight), carrying the tenant ID
+	// but never an object ID or a token. nil means otel.GetTracerProvider(),
+	// the global provider, a no-op until the application installs one. The
+	// SDK's HTTP middleware makes its own spans for each request with the
+	// global provider, whatever this says; they are children of these.
+	TracerProvider trace.TracerProvider
 }
 
 // settings is a validated Config with its defaults applied.

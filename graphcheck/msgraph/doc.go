@@ -63,6 +63,45 @@
 // backoff, but only when the wait fits before the deadline: each Lookup is
 // bounded by its context and [Config.Timeout].
 //
+// # Metrics and traces
+//
+// A Source reports through the OpenTelemetry APIs to [Config.MeterProvider]
+// and [Config.TracerProvider] (by default the global providers, which
+// record nothing until the application installs them):
+//
+//   - pimguard.graph.request.duration, a histogram in seconds of every HTTP
+//     round trip to Graph (each POST /$batch, from lookups, group-role
+//     fetches and preflight checks alike), by http.response.status_code (0
+//     when no answer was read) and, when the batch as a whole failed,
+//     error.type (a class below); sub-requests refused inside an answered
+//     batch leave it out;
+//   - pimguard.graph.errors, a counter of failed lookups and failed
+//     preflight checks (one per failing probe) by class;
+//   - pimguard.graph.throttled, a counter of 429 answers, of a whole $batch
+//     or of a sub-request inside one, whether or not a retry got past
+//     them, by request: "/$batch" or the sub-request's path template such
+//     as "/roleManagement/directory/roleAssignmentScheduleInstances". 503
+//     and 504 answers, retried the same way, are not counted: they are
+//     outages, not throttling;
+//   - a span per [Source.Lookup], pimguard.graph.lookup, and per
+//     [Source.Preflight], pimguard.graph.preflight, with attributes
+//     pimguard.tenant_id (lookups), pimguard.service_principal (lookups),
+//     pimguard.need (e.g. ["account","risk"]), pimguard.graph.round_trips
+//     and pimguard.outcome ("ok" or the class), and on failure error.type
+//     and status Error with the class (classes, comma-separated, for a
+//     preflight). Spans carry no object ID, no token and no error text.
+//
+// The classes come from the classification above: not_found
+// ([graphcheck.ErrPrincipalNotFound]), licence
+// ([graphcheck.ErrLicenseRequired]), permission
+// ([graphcheck.ErrPermissionDenied]), invalid_principal
+// ([graphcheck.ErrInvalidPrincipal], nothing sent), throttled (a 429 that
+// retries did not get past), timeout (Config.Timeout or the caller's
+// deadline), canceled (the caller's context) and unavailable (every other
+// [graphcheck.ErrUnavailable], such as a 5xx, a malformed answer or the
+// riskyUsers limiter). The SDK's HTTP middleware makes spans of its own
+// for each request with the global tracer provider.
+//
 // # Permissions
 //
 // Least-privileged application permissions, named by the

@@ -160,7 +160,7 @@ func classifyStatus(ep *endpoint, status int, code, message string) error {
 		}
 		return &graphcheck.PermissionError{Permission: ep.permission, Request: ep.path, Code: code, Err: graphcheck.ErrPermissionDenied}
 	case status == http.StatusTooManyRequests:
-		return fmt.Errorf("%w: throttled: %s", graphcheck.ErrUnavailable, detail)
+		return fmt.Errorf("%w: %w: %s", graphcheck.ErrUnavailable, errThrottled, detail)
 	case status == http.StatusUnauthorized:
 		return fmt.Errorf("%w: token refused: %s", graphcheck.ErrUnavailable, detail)
 	}
@@ -213,6 +213,10 @@ func clip(s string) string {
 	}
 	return s
 }
+
+// errThrottled is wrapped, after [graphcheck.ErrUnavailable], by the error
+// of a 429 answer, for errorClass.
+var errThrottled = errors.New("throttled")
 
 // unavailable returns an error wrapping [graphcheck.ErrUnavailable].
 func unavailable(format string, args ...any) error {

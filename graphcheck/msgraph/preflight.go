@@ -41,6 +41,7 @@ const nobodyID = "00000000-0000-0000-0000-000000000000"
 // Each request is bounded by ctx and [Config.Timeout]. Preflight is safe
 // for concurrent use and changes no cached state.
 func (s *Source) Preflight(ctx context.Context, need graphcheck.Need) error {
+	ctx, o := s.tel.start(ctx, spanPreflight, needAttr(need))
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.Timeout)
 	defer cancel()
 	builders := []func() (*collection, error){
@@ -88,6 +89,7 @@ func (s *Source) Preflight(ctx context.Context, need graphcheck.Need) error {
 			errs = append(errs, err)
 		}
 	}
+	o.end(errs...)
 	return errors.Join(errs...)
 }
 

@@ -32,6 +32,7 @@ import (
 // concurrent use. Create it with [New].
 type Source struct {
 	cfg     *settings
+	tel     *telemetry
 	adapter *msgraphsdk.GraphRequestAdapter
 	client  *msgraphsdk.GraphServiceClient
 
@@ -75,6 +76,10 @@ func New(cfg Config) (*Source, error) {
 	newMu.Lock()
 	defer newMu.Unlock()
 	st, err := cfg.resolve()
+	if err != nil {
+		return nil, err
+	}
+	tel, err := newTelemetry(st.MeterProvider, st.TracerProvider)
 	if err != nil {
 		return nil, err
 	}
@@ -139,7 +144,7 @@ func New(cfg Config) (*Source, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: RiskCacheSize: %v", ErrInvalidConfig, err)
 	}
-	return &Source{cfg: st, adapter: adapter, client: client, roles: map[string]groupRoles{}, limits: map[string]*rate.Limiter{}, risks: risks}, nil
+	return &Source{cfg: st, tel: tel, adapter: adapter, client: client, roles: map[string]groupRoles{}, limits: map[string]*rate.Limiter{}, risks: risks}, nil
 }
 
 // Lookup fetches p's live PIM state. It validates p first (nothing is sent
@@ -157,7 +162,9 @@ func New(cfg Config) (*Source, error) {
 // [graphcheck.ErrPermissionDenied] or [graphcheck.ErrLicenseRequired] (as a
 // [*graphcheck.PermissionError] naming the permission or licence), or
 // [graphcheck.ErrUnavailable]; no failure yields a State.
-func (s *Source) Lookup(ctx context.Context, p graphcheck.Principal) (*graphcheck.State, error) {
+func (s *Source) Lookup(ctx context.Context, p graphcheck.Principal) (_ *graphcheck.State, err error) {
+	ctx, o := s.tel.start(ctx, spanLookup, lookupAttrs(p)...)
+	defer func() { o.end(err) }()
 	if err := p.Validate(); err != nil {
 		return nil, err
 	}

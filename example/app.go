@@ -68,6 +68,7 @@ type app struct {
 	now           func() time.Time
 	logger        *slog.Logger
 	extraRoutes   func(chi.Router)
+	metrics       http.Handler // GET /metrics, Prometheus text format
 }
 
 func newApp(ctx context.Context, ac appConfig, logger *slog.Logger) (*app, error) {
@@ -79,12 +80,16 @@ func newApp(ctx context.Context, ac appConfig, logger *slog.Logger) (*app, error
 	if err != nil {
 		return nil, err
 	}
-	ac.graph.Logger, ac.graph.Now = logger, ac.now
+	m, err := newMetrics()
+	if err != nil {
+		return nil, err
+	}
+	ac.graph.Logger, ac.graph.Now, ac.graph.MeterProvider = logger, ac.now, m.provider
 	src, err := msgraph.New(ac.graph)
 	if err != nil {
 		return nil, err
 	}
-	ac.guard.Source, ac.guard.Logger, ac.guard.Now = src, logger, ac.now
+	ac.guard.Source, ac.guard.Logger, ac.guard.Now, ac.guard.MeterProvider = src, logger, ac.now, m.provider
 	guard, err := middleware.NewGuard(ac.guard)
 	if err != nil {
 		return nil, err
@@ -99,7 +104,7 @@ func newApp(ctx context.Context, ac appConfig, logger *slog.Logger) (*app, error
 	}
 	return &app{
 		auth: auth, guard: guard, dir: newDirectory(ac.now, ac.users), auditorsGroup: ac.auditorsGroup,
-		now: ac.now, logger: logger, extraRoutes: ac.extraRoutes,
+		now: ac.now, logger: logger, extraRoutes: ac.extraRoutes, metrics: m.handler,
 	}, nil
 }
 
@@ -124,6 +129,10 @@ func (a *app) routes() http.Handler {
 	r.Get("/healthz", func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})
+	// Unauthenticated, like most Prometheus endpoints: it carries counts,
+	// no identities. Bind the service to an internal address, or put the
+	// route behind your own network policy, if that matters.
+	r.Method(http.MethodGet, "/metrics", a.metrics)
 	r.Route("/api", func(r chi.Router) {
 		r.Use(a.auth.Handler)
 		r.With(a.guard.Load).Get("/me", a.me)

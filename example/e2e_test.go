@@ -205,6 +205,43 @@ func TestRealModeEndToEnd(t *testing.T) {
 		}
 	})
 
+	t.Run("metrics", func(t *testing.T) {
+		resp, body := call(t, "GET", base+"/metrics", "")
+		if resp.StatusCode != 200 || !strings.HasPrefix(resp.Header.Get("Content-Type"), "text/plain") {
+			t.Fatalf("GET /metrics: %d %s", resp.StatusCode, resp.Header.Get("Content-Type"))
+		}
+		text := string(body)
+		// Each want is a metric name and labels that one sample line has
+		// (the exporter adds otel_scope_* labels in between).
+		for _, want := range [][]string{
+			{"pimguard_decisions_total{", `code=""`, `outcome="allow"`},
+			{"pimguard_decisions_total{", `code="role_not_active"`, `outcome="deny"`},
+			{"pimguard_decisions_total{", `code="group_not_active"`, `outcome="deny"`},
+			{"pimguard_decisions_total{", `code="pim_unavailable"`, `outcome="error"`},
+			{"pimguard_cache_hits_total{"},
+			{"pimguard_cache_misses_total{"},
+			{"pimguard_cache_size{"},
+			{"pimguard_graph_request_duration_seconds_count{"},
+			{"pimguard_graph_errors_total{", `class="unavailable"`},
+			{"go_goroutines "},
+		} {
+			found := false
+			for _, line := range strings.Split(text, "\n") {
+				ok := strings.HasPrefix(line, want[0])
+				for _, label := range want[1:] {
+					ok = ok && strings.Contains(line, label)
+				}
+				found = found || ok
+			}
+			if !found {
+				t.Errorf("/metrics has no sample %q", want)
+			}
+		}
+		if strings.Contains(text, graphtest.TenantID) || strings.Contains(text, helpdeskUser) {
+			t.Error("/metrics names a tenant or principal")
+		}
+	})
+
 	stop()
 }
 

@@ -81,6 +81,22 @@
 // is one slog record (tenant, oid, requirement, outcome, code, state source
 // cache/graph/stale, lookup latency), never the token.
 //
+// # Account checks, preflight, purge
+//
+// [GuardConfig.AccountChecks] adds, in the spirit of Continuous Access
+// Evaluation, checks on the principal's live account before every
+// requirement: [CheckAccountEnabled] (401 account_disabled or
+// account_deleted), [CheckSessionsRevoked] and [CheckPasswordChanged] (401
+// session_revoked for a token issued before the revocation or the password
+// change) and [CheckUserRisk] (401 user_at_risk for a user Identity
+// Protection holds at high risk). Service principals skip the user-only
+// checks. [ParseAccountChecks] reads them from configuration.
+//
+// [Guard.Preflight] asks the Source, once at start, whether it may read
+// everything the Guard will need, naming each missing Graph permission or
+// licence. [Purgers] drops a principal's verified tokens ([Authenticator.Purge])
+// and cached state ([Guard.Purge]) at once.
+//
 // # Metrics
 //
 // A Guard reports through the OpenTelemetry metrics API to

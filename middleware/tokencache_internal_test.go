@@ -13,15 +13,7 @@ import (
 // token is answered from the cache: same *Principal, no new decoding, and
 // the cache holds one entry per distinct token.
 func TestWarmVerifySkipsVerification(t *testing.T) {
-	clock := graphtest.NewClock(time.Date(2026, 11, 25, 10, 0, 0, 0, time.UTC))
-	tenant := graphtest.NewServer(graphtest.Options{Clock: clock})
-	defer tenant.Close()
-	a, err := NewAuthenticator(context.Background(), AuthenticatorConfig{
-		Tenants: []string{graphtest.TenantID}, Audiences: []string{graphtest.APIClientID}, Authority: tenant.URL, Now: clock.Now,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
+	tenant, a := newInternalAuthenticator(t)
 	tok := tenant.MustMint(graphtest.Token{ObjectID: "4d5e6f70-8192-4a3b-8c4d-5e6f70819203"})
 	p1, err := a.Verify(context.Background(), tok)
 	if err != nil {
@@ -43,6 +35,21 @@ func TestWarmVerifySkipsVerification(t *testing.T) {
 	}
 }
 
+// newInternalAuthenticator is a fake tenant and an Authenticator for it.
+func newInternalAuthenticator(t *testing.T) (*graphtest.Server, *Authenticator) {
+	t.Helper()
+	clock := graphtest.NewClock(time.Date(2026, 11, 25, 10, 0, 0, 0, time.UTC))
+	tenant := graphtest.NewServer(graphtest.Options{Clock: clock})
+	t.Cleanup(tenant.Close)
+	a, err := NewAuthenticator(context.Background(), AuthenticatorConfig{
+		Tenants: []string{graphtest.TenantID}, Audiences: []string{graphtest.APIClientID}, Authority: tenant.URL, Now: clock.Now,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tenant, a
+}
+
 func TestTokenCacheDisabled(t *testing.T) {
 	c, err := newTokenCache(-1)
 	if err != nil || c != nil {
@@ -58,15 +65,7 @@ func TestTokenCacheDisabled(t *testing.T) {
 // TestAuthenticatorPurge checks that Purge drops exactly the purged
 // principal's verified tokens, whatever the case of the IDs it is given.
 func TestAuthenticatorPurge(t *testing.T) {
-	clock := graphtest.NewClock(time.Date(2026, 11, 25, 10, 0, 0, 0, time.UTC))
-	tenant := graphtest.NewServer(graphtest.Options{Clock: clock})
-	defer tenant.Close()
-	a, err := NewAuthenticator(context.Background(), AuthenticatorConfig{
-		Tenants: []string{graphtest.TenantID}, Audiences: []string{graphtest.APIClientID}, Authority: tenant.URL, Now: clock.Now,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
+	tenant, a := newInternalAuthenticator(t)
 	const purged, kept = "4d5e6f70-8192-4a3b-8c4d-5e6f70819203", "5e6f7081-92a3-4b4c-9d5e-6f7081920314"
 	toks := []string{
 		tenant.MustMint(graphtest.Token{ObjectID: purged}),
@@ -74,6 +73,7 @@ func TestAuthenticatorPurge(t *testing.T) {
 		tenant.MustMint(graphtest.Token{ObjectID: kept}),
 	}
 	first := make([]*Principal, len(toks))
+	var err error
 	for i, tok := range toks {
 		if first[i], err = a.Verify(context.Background(), tok); err != nil {
 			t.Fatal(err)

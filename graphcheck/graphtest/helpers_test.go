@@ -189,3 +189,22 @@ func equal(a, b []string) bool {
 	}
 	return true
 }
+
+// list GETs a collection and checks the ids of its items, in order, and its
+// @odata.context ({version}/$metadata#{context}); it returns the items.
+func (f *fixture) list(path string, wantIDs []string, context string) []map[string]any {
+	f.t.Helper()
+	r := f.getOK(path)
+	items := r.values(f.t)
+	if got := ids(items, "id"); !equal(got, wantIDs) {
+		f.t.Fatalf("ids %v, want %v", got, wantIDs)
+	}
+	version := "/v1.0/"
+	if strings.Contains(path, "/beta/") {
+		version = "/beta/"
+	}
+	if want := f.srv.URL + version + "$metadata#" + context; r.body["@odata.context"] != want {
+		f.t.Errorf("context %v, want %s", r.body["@odata.context"], want)
+	}
+	return items
+}

@@ -226,19 +226,7 @@ func TestRiskyUsersCollection(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			f := f.with(t)
-			r := f.getOK(tt.path)
-			items := r.values(t)
-			if got := ids(items, "id"); !equal(got, tt.wantIDs) {
-				t.Fatalf("ids %v, want %v", got, tt.wantIDs)
-			}
-			ver := "/v1.0"
-			if strings.Contains(tt.path, "/beta/") {
-				ver = "/beta"
-			}
-			if want := s.URL + ver + "/$metadata#" + tt.context; r.body["@odata.context"] != want {
-				t.Errorf("context %v, want %s", r.body["@odata.context"], want)
-			}
+			items := f.with(t).list(tt.path, tt.wantIDs, tt.context)
 			for _, it := range items {
 				if len(it) != tt.keys {
 					t.Errorf("item %v, want %d properties", it, tt.keys)

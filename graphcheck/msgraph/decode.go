@@ -236,12 +236,8 @@ var (
 // enabled: Graph leaves accountEnabled out when the application may not read
 // it, and a missing value is never taken for "enabled".
 func decodeAccount(body []byte, oid string) (*graphcheck.Account, error) {
-	body = bytes.TrimSpace(body)
-	if len(body) == 0 || body[0] != '{' {
-		return nil, fmt.Errorf("%w: the account is not a JSON object", errShape)
-	}
 	var o accountObject
-	if err := json.Unmarshal(body, &o); err != nil {
+	if err := decodeObject(body, "the account", &o); err != nil {
 		return nil, err
 	}
 	switch {
@@ -275,12 +271,8 @@ var riskSelect = []string{"id", "riskLevel", "riskState"}
 // risk is unknown, which fails the lookup rather than pass for "no risk".
 func decodeRisk(body []byte, oid string) (graphcheck.Risk, error) {
 	var r graphcheck.Risk
-	body = bytes.TrimSpace(body)
-	if len(body) == 0 || body[0] != '{' {
-		return r, fmt.Errorf("%w: the riskyUser is not a JSON object", errShape)
-	}
 	var u riskyUser
-	if err := json.Unmarshal(body, &u); err != nil {
+	if err := decodeObject(body, "the riskyUser", &u); err != nil {
 		return r, err
 	}
 	switch {
@@ -292,4 +284,15 @@ func decodeRisk(body []byte, oid string) (graphcheck.Risk, error) {
 		return r, &graphcheck.PermissionError{Permission: LicenceRisk, Request: epRisk.path, Code: "riskLevel hidden", Err: graphcheck.ErrLicenseRequired}
 	}
 	return graphcheck.Risk{Level: *u.RiskLevel, State: *u.RiskState, Recorded: true}, nil
+}
+
+// decodeObject reads the body of a GET of one object (what names it in
+// errors) into v: a JSON object, not an array, a string or a collection
+// page.
+func decodeObject(body []byte, what string, v any) error {
+	body = bytes.TrimSpace(body)
+	if len(body) == 0 || body[0] != '{' {
+		return fmt.Errorf("%w: %s is not a JSON object", errShape, what)
+	}
+	return json.Unmarshal(body, v)
 }

@@ -306,6 +306,7 @@ func fzDecoders(t *testing.T, body []byte) {
 		t.Fatalf("retryAfter(%q) = %v, %v", body, d, ok)
 	}
 	_, _ = errorCode(body)
+	fzAccountDecoders(t, body)
 	if byID, err := decodeBatch(body); err == nil {
 		for id, a := range byID {
 			if a.status < 100 || a.status > 599 {
@@ -339,6 +340,31 @@ func fzDecoders(t *testing.T, body []byte) {
 				t.Fatalf("relativeLink(%q) = %q: leaves %s", link, rel, s.cfg.base.Host)
 			}
 		}
+	}
+}
+
+// fzAccountDecoders checks the one-object decoders of the account checks:
+// an account comes only from an object that says accountEnabled and is the
+// principal asked for, and a risk only from one with riskLevel and
+// riskState, never "hidden".
+func fzAccountDecoders(t *testing.T, body []byte) {
+	if a, err := decodeAccount(body, fzOID); err == nil {
+		var o map[string]json.RawMessage
+		if a == nil || json.Unmarshal(bytes.TrimSpace(body), &o) != nil || o["accountEnabled"] == nil || string(o["accountEnabled"]) == "null" {
+			t.Fatalf("decodeAccount(%q) = %+v without an accountEnabled", body, a)
+		}
+		if id, ok := o["id"]; ok && !strings.EqualFold(strings.Trim(string(id), `"`), fzOID) && string(id) != "null" {
+			t.Fatalf("decodeAccount(%q) took another object's account", body)
+		}
+	} else if a != nil {
+		t.Fatalf("decodeAccount returned %+v with error %v", a, err)
+	}
+	r, err := decodeRisk(body, fzOID)
+	switch {
+	case err != nil && r != (graphcheck.Risk{}):
+		t.Fatalf("decodeRisk returned %+v with error %v", r, err)
+	case err == nil && (!r.Recorded || r.Level == "" || r.State == "" || strings.EqualFold(r.Level, graphcheck.RiskLevelHidden)):
+		t.Fatalf("decodeRisk(%q) = %+v", body, r)
 	}
 }
 

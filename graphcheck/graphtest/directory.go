@@ -335,22 +335,24 @@ func (s *Server) RemoveGroupMember(gid, memberID string) error {
 	return nil
 }
 
-func (s *Server) updateUser(oid string, f func(*dirObject)) error {
+// updateObject calls f with the object oid of kind, under the directory's
+// lock (f may read and write s.dir), or returns need's error.
+func (s *Server) updateObject(oid string, kind objKind, f func(*dirObject)) error {
 	d := &s.dir
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	u, err := d.need(oid, kindUser)
+	o, err := d.need(oid, kind)
 	if err != nil {
 		return err
 	}
-	f(u)
+	f(o)
 	return nil
 }
 
 // SetAccountEnabled sets a user's accountEnabled. Disabling a user changes
 // nothing but that property: tokens and role assignments stay as they are.
 func (s *Server) SetAccountEnabled(oid string, enabled bool) error {
-	return s.updateUser(oid, func(u *dirObject) { u.accountEnabled = enabled })
+	return s.updateObject(oid, kindUser, func(u *dirObject) { u.accountEnabled = enabled })
 }
 
 // RevokeSignInSessions sets a user's signInSessionsValidFromDateTime to the
@@ -358,7 +360,7 @@ func (s *Server) SetAccountEnabled(oid string, enabled bool) error {
 // token by itself: verifiers must compare that property with a token's iat.
 func (s *Server) RevokeSignInSessions(oid string) error {
 	now := s.clock.Now()
-	return s.updateUser(oid, func(u *dirObject) { u.sessionsValidFrom = now })
+	return s.updateObject(oid, kindUser, func(u *dirObject) { u.sessionsValidFrom = now })
 }
 
 // ChangePassword sets a user's lastPasswordChangeDateTime to the clock's
@@ -366,7 +368,7 @@ func (s *Server) RevokeSignInSessions(oid string) error {
 // call [Server.RevokeSignInSessions] as well to model that).
 func (s *Server) ChangePassword(oid string) error {
 	now := s.clock.Now()
-	return s.updateUser(oid, func(u *dirObject) { u.lastPasswordChange = now })
+	return s.updateObject(oid, kindUser, func(u *dirObject) { u.lastPasswordChange = now })
 }
 
 // SetServicePrincipalEnabled sets a service principal's accountEnabled, as
@@ -374,15 +376,7 @@ func (s *Server) ChangePassword(oid string) error {
 // [Server.Mint] still signs tokens for it and its roles stay. An unknown ID,
 // or the ID of a user or group, wraps [ErrNotFound].
 func (s *Server) SetServicePrincipalEnabled(oid string, enabled bool) error {
-	d := &s.dir
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	sp, err := d.need(oid, kindServicePrincipal)
-	if err != nil {
-		return err
-	}
-	sp.accountEnabled = enabled
-	return nil
+	return s.updateObject(oid, kindServicePrincipal, func(sp *dirObject) { sp.accountEnabled = enabled })
 }
 
 // DeleteUser removes a user, as DELETE /users/{id} does, except that

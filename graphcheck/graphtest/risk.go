@@ -71,22 +71,17 @@ func (s *Server) SetUserRisk(oid, riskLevel, riskState string) error {
 		return fmt.Errorf("%w: riskState %q is not one of %s", ErrInvalid, riskState, strings.Join(riskStates, ", "))
 	}
 	now := s.clock.Now()
-	d := &s.dir
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	u, err := d.need(oid, kindUser)
-	if err != nil {
-		return err
-	}
-	r := d.risky[u.id]
-	if r == nil {
-		r = &riskRecord{id: u.id}
-		d.risky[u.id] = r
-		d.riskyOrder = append(d.riskyOrder, u.id)
-	}
-	r.level, r.state, r.detail, r.updated = riskLevel, riskState, riskDetail(riskLevel, riskState), now
-	r.displayName, r.upn = u.displayName, u.upn
-	return nil
+	return s.updateObject(oid, kindUser, func(u *dirObject) {
+		d := &s.dir
+		r := d.risky[u.id]
+		if r == nil {
+			r = &riskRecord{id: u.id}
+			d.risky[u.id] = r
+			d.riskyOrder = append(d.riskyOrder, u.id)
+		}
+		r.level, r.state, r.detail, r.updated = riskLevel, riskState, riskDetail(riskLevel, riskState), now
+		r.displayName, r.upn = u.displayName, u.upn
+	})
 }
 
 // ClearUserRisk removes the riskyUser record of oid, so that

@@ -78,7 +78,6 @@ var (
 
 	// Preflight requests, one per feature (see Source.Preflight).
 	epUsers      = &endpoint{path: "/users", permission: PermissionUser}
-	epSPs        = &endpoint{path: "/servicePrincipals", permission: PermissionServicePrincipalMemberOf}
 	epRiskyUsers = &endpoint{path: "/identityProtection/riskyUsers", permission: PermissionRiskyUser, licence: LicenceRisk}
 )
 

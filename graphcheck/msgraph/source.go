@@ -193,9 +193,15 @@ func (s *Source) Lookup(ctx context.Context, p graphcheck.Principal) (_ *graphch
 		}
 		cols = append(cols, acc)
 	}
-	var fresh *graphcheck.Risk // read by this Lookup, to be cached
-	riskKey := graphcheck.Principal{TenantID: strings.ToLower(p.TenantID), ObjectID: oid}.Key()
+	// fetch completes a single-object collection only through its add or
+	// absent callback, so after it succeeds f.Account and the risk are set
+	// whenever they were asked for.
+	var (
+		fresh   *graphcheck.Risk // read by this Lookup, to be cached
+		riskKey string
+	)
 	if p.Need.Has(graphcheck.NeedRisk) && !p.ServicePrincipal {
+		riskKey = graphcheck.Principal{TenantID: strings.ToLower(p.TenantID), ObjectID: oid}.Key()
 		if r, ok := s.cachedRisk(riskKey); ok {
 			f.Risk = &r
 		} else {
@@ -213,16 +219,10 @@ func (s *Source) Lookup(ctx context.Context, p graphcheck.Principal) (_ *graphch
 		return nil, err
 	}
 	f.FetchedAt = s.cfg.Now()
-	if p.Need.Has(graphcheck.NeedAccount) && f.Account == nil {
-		return nil, unavailable("%s: no account in the answer", cols[3].ep.request())
-	}
 	if fresh != nil {
 		fresh.FetchedAt = f.FetchedAt
 		s.risks.Add(riskKey, *fresh)
 		f.Risk = fresh
-	}
-	if p.Need.Has(graphcheck.NeedRisk) && !p.ServicePrincipal && f.Risk == nil {
-		return nil, unavailable("%s: no risk in the answer", epRisk.request())
 	}
 
 	for _, g := range f.Groups {

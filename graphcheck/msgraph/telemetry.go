@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -169,7 +170,7 @@ func (o *op) end(errs ...error) {
 		}
 		c := errorClass(err)
 		o.tel.errors.Add(o.ctx, 1, metric.WithAttributes(attribute.String("class", c)))
-		if !containsString(classes, c) {
+		if !slices.Contains(classes, c) {
 			classes = append(classes, c)
 		}
 	}
@@ -181,15 +182,6 @@ func (o *op) end(errs ...error) {
 	}
 	o.span.SetAttributes(attribute.Int64("pimguard.graph.round_trips", o.trips.Load()), attribute.String("pimguard.outcome", outcome))
 	o.span.End()
-}
-
-func containsString(list []string, s string) bool {
-	for _, v := range list {
-		if v == s {
-			return true
-		}
-	}
-	return false
 }
 
 // roundTrip records one POST /$batch: its duration since start, the HTTP

@@ -23,9 +23,14 @@ const maxDocumentBytes = 1 << 20
 //
 // go-oidc's RemoteKeySet refetches the JWKS on every unknown kid. A stream of
 // tokens with random kids would thus become a stream of JWKS fetches; here a
-// refetch happens at most once per cooldown, concurrent callers share one
+// fetch happens at most once per cooldown, concurrent callers share one
 // fetch, and a key set older than maxAge is refreshed so that a key Entra
 // withdraws stops verifying (and stops backing cached tokens).
+//
+// Only a token whose kid is unknown waits for a fetch. An aged key set is
+// refreshed in the background (stale-while-revalidate): the request that
+// finds it aged is answered from it, so a JWKS endpoint that hangs costs a
+// token already verified nothing, rather than HTTPTimeout once per cooldown.
 //
 // Reads are lock-free: the current keys are an immutable snapshot behind an
 // atomic pointer.
@@ -39,11 +44,18 @@ type keySet struct {
 	algs     []jose.SignatureAlgorithm
 	logger   *slog.Logger
 
-	snap    atomic.Pointer[keySnapshot]
-	flight  singleflight.Group
-	mu      sync.Mutex // guards lastTry
-	lastTry time.Time
-	fetches atomic.Int64
+	snap   atomic.Pointer[keySnapshot]
+	flight singleflight.Group
+	// lastTry is when a fetch was last tried (nil: never since the first).
+	// It is written only inside flight, which runs one fetch at a time, and
+	// read without a lock by the aged-set check on the warm path.
+	lastTry atomic.Pointer[time.Time]
+	// revalidating is set while a background refresh runs, so a stream of
+	// requests on an aged set starts one goroutine, not one per request.
+	revalidating atomic.Bool
+	// background counts background refreshes, for tests to wait on.
+	background sync.WaitGroup
+	fetches    atomic.Int64
 }
 
 type keySnapshot struct {
@@ -104,10 +116,16 @@ func (k *keySet) verify(ctx context.Context, raw string) ([]byte, string, error)
 }
 
 // key returns the key with the given ID, refetching the set (at most once per
-// cooldown) when the ID is unknown.
+// cooldown) when the ID is unknown. A known key is answered at once, even
+// from an aged set, whose refresh it starts in the background.
 func (k *keySet) key(ctx context.Context, kid string) (jose.JSONWebKey, error) {
-	if key, ok := k.lookup(kid); ok {
-		return key, nil
+	if s := k.snap.Load(); s != nil {
+		if key, ok := s.keys[kid]; ok {
+			if now := k.now(); now.Sub(s.fetched) > k.maxAge {
+				k.revalidate(ctx, now)
+			}
+			return key, nil
+		}
 	}
 	err := k.refresh(ctx)
 	if key, ok := k.lookup(kid); ok {
@@ -131,47 +149,78 @@ func (k *keySet) lookup(kid string) (jose.JSONWebKey, bool) {
 }
 
 // has reports whether kid is still published at now (the caller's clock
-// reading, sparing a second one on the warm path), refreshing a key set
-// older than maxAge first. It backs the verified-token cache: a cached
-// token stops being accepted once its signing key leaves the JWKS.
+// reading, sparing a second one on the warm path). It backs the
+// verified-token cache: a cached token stops being accepted once its signing
+// key leaves the JWKS. It never waits for the network: a set older than
+// maxAge is refreshed in the background and has answers from the current
+// one, so a withdrawn key stops cached tokens once that refresh has
+// installed the new set.
 func (k *keySet) has(ctx context.Context, kid string, now time.Time) bool {
 	s := k.snap.Load()
 	if s == nil {
 		return false
 	}
 	if now.Sub(s.fetched) > k.maxAge {
-		if err := k.refresh(ctx); err != nil && !errors.Is(err, errCooldown) {
-			k.logger.WarnContext(ctx, "pimguard: JWKS refresh failed; keeping the previous keys", "jwks_uri", k.url, "err", err)
-		}
-		s = k.snap.Load()
+		k.revalidate(ctx, now)
 	}
 	_, ok := s.keys[kid]
 	return ok
 }
 
-// refresh fetches the key set unless a fetch was tried within the cooldown.
-// Concurrent callers share one fetch, which runs on a context detached from
-// any caller's cancellation, with its own timeout.
-func (k *keySet) refresh(ctx context.Context) error {
-	ch := k.flight.DoChan("", func() (any, error) {
-		k.mu.Lock()
-		now := k.now()
-		if !k.lastTry.IsZero() && now.Sub(k.lastTry) < k.cooldown {
-			k.mu.Unlock()
-			return nil, errCooldown
-		}
-		k.lastTry = now
-		k.mu.Unlock()
-		fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), k.timeout)
-		defer cancel()
-		return nil, k.fetch(fctx)
+// revalidate starts a background refresh of an aged set unless one is
+// running or a fetch was tried within the cooldown. The refresh runs on ctx
+// detached from its cancellation (tryFetch adds the timeout) and shares the
+// flight with unknown-kid refetches, so those wait for it rather than start
+// another fetch. A failure is logged once and keeps the previous keys; the
+// next attempt comes after the cooldown.
+func (k *keySet) revalidate(ctx context.Context, now time.Time) {
+	if k.coolingDown(now) || k.revalidating.Load() || !k.revalidating.CompareAndSwap(false, true) {
+		return
+	}
+	ctx = context.WithoutCancel(ctx)
+	k.background.Go(func() {
+		defer k.revalidating.Store(false)
+		_, _, _ = k.flight.Do("", func() (any, error) {
+			err := k.tryFetch(ctx)
+			if err != nil && !errors.Is(err, errCooldown) {
+				k.logger.WarnContext(ctx, "pimguard: JWKS refresh failed; keeping the previous keys", "jwks_uri", k.url, "err", err)
+			}
+			return nil, err
+		})
 	})
+}
+
+// refresh fetches the key set unless a fetch was tried within the cooldown,
+// waiting for the fetch or for ctx. Concurrent callers, and a background
+// refresh in progress, share one fetch.
+func (k *keySet) refresh(ctx context.Context) error {
+	ch := k.flight.DoChan("", func() (any, error) { return nil, k.tryFetch(ctx) })
 	select {
 	case res := <-ch:
 		return res.Err
 	case <-ctx.Done():
 		return ctx.Err()
 	}
+}
+
+// coolingDown reports whether a fetch was tried within the cooldown before now.
+func (k *keySet) coolingDown(now time.Time) bool {
+	last := k.lastTry.Load()
+	return last != nil && now.Sub(*last) < k.cooldown
+}
+
+// tryFetch fetches the key set unless a fetch was tried within the cooldown.
+// It runs inside k.flight (one at a time), on a context detached from any
+// caller's cancellation, with its own timeout.
+func (k *keySet) tryFetch(ctx context.Context) error {
+	now := k.now()
+	if k.coolingDown(now) {
+		return errCooldown
+	}
+	k.lastTry.Store(&now)
+	fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), k.timeout)
+	defer cancel()
+	return k.fetch(fctx)
 }
 
 // fetch downloads and installs the key set. Keys that do not parse (unknown

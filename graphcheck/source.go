@@ -16,13 +16,48 @@ type Principal struct {
 	// user-only checks.
 	ServicePrincipal bool
 	// Need lists the facts to fetch besides PIM state (account, risk). It
-	// is not part of [Principal.Key]: one cache holds the answers of one
-	// kind of lookup.
+	// is part of [Principal.LookupKey], not of [Principal.Key].
 	Need Need
 }
 
-// Key returns "tenant/object", a cache key for the principal.
+// Key returns "tenant/object": a cache key for what depends on the directory
+// object alone, whatever its kind and Need (graphcheck/msgraph keys users'
+// risk by it). A cache of Lookup answers must key them by
+// [Principal.LookupKey] instead.
 func (p Principal) Key() string { return p.TenantID + "/" + p.ObjectID }
+
+// LookupKey returns "tenant/object/kind/need", e.g. "…/…/u/ar" or
+// "…/…/sp/-": a cache key for the answer of a Lookup of p. Kind is u (user)
+// or sp (service principal); need lists a ([NeedAccount]) and r
+// ([NeedRisk]), or is - for neither. A State holds what its lookup asked
+// for and no more (Account and Risk are nil unless Need asked for them,
+// Risk always for a service principal), so an answer cached for one kind or
+// Need must never be served to a lookup of another: keyed by Key alone, an
+// app-only request's state, without account or risk, would be served to a
+// user request for the same object ID. The codes are short so that a key
+// costs what Key costs: one concatenation, and for GUIDs one allocation of
+// the same size class.
+func (p Principal) LookupKey() string {
+	kind := 0
+	if p.ServicePrincipal {
+		kind = 1
+	}
+	if int(p.Need) < len(lookupKeySuffixes[kind]) {
+		return p.TenantID + "/" + p.ObjectID + lookupKeySuffixes[kind][p.Need]
+	}
+	// A Need bit added without a code here still makes a distinct key.
+	return fmt.Sprintf("%s/%s/%s/need(%#x)", p.TenantID, p.ObjectID, lookupKeyKinds[kind], uint8(p.Need))
+}
+
+// lookupKeyKinds are the kind codes of [Principal.LookupKey].
+var lookupKeyKinds = [2]string{"u", "sp"}
+
+// lookupKeySuffixes are the kind and need parts of [Principal.LookupKey],
+// by kind and Need, written out so that a key takes one concatenation.
+var lookupKeySuffixes = [2][4]string{
+	{"/u/-", "/u/a", "/u/r", "/u/ar"},
+	{"/sp/-", "/sp/a", "/sp/r", "/sp/ar"},
+}
 
 // Validate checks that both IDs are GUIDs. Sources call it before putting
 // an ID into a URL or an OData $filter: an oid is attacker-influenced input.

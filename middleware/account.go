@@ -108,9 +108,23 @@ func (c AccountChecks) need(app bool) graphcheck.Need {
 // live state. Timestamps are compared at whole seconds, the precision of
 // iat: a token issued in the same second as a revocation still counts as
 // issued after it, so that a sign-in right after the revocation works.
+//
+// A state without a fact a check on needs (the lookup was not asked for it,
+// or the Source left it out) fails closed with ErrPIMUnavailable (503): an
+// absent account is not an enabled one, an absent risk is not "no risk".
+// The Guard's loader already refuses such states; this does not rely on it.
 func (c AccountChecks) check(p *Principal, s *graphcheck.State) error {
 	if c == 0 {
 		return nil
+	}
+	need := c.need(p.AppOnly)
+	switch {
+	case s == nil:
+		return fmt.Errorf("%w: no live state for the account checks %v", ErrPIMUnavailable, c)
+	case need.Has(graphcheck.NeedAccount) && s.Account == nil:
+		return fmt.Errorf("%w: the live state holds no account, which the account checks %v need", ErrPIMUnavailable, c)
+	case need.Has(graphcheck.NeedRisk) && s.Risk == nil:
+		return fmt.Errorf("%w: the live state holds no risk, which the risk check needs", ErrPIMUnavailable)
 	}
 	a := s.Account
 	if c&CheckAccountEnabled != 0 && !a.Enabled {

@@ -76,6 +76,17 @@ func (a *accountSource) lastNeed() graphcheck.Need {
 	return a.needs[len(a.needs)-1]
 }
 
+// newAccountGuardFixture is a guardFixture whose Guard makes the checks
+// over an accountSource on the fixture's directory, logging nothing.
+func newAccountGuardFixture(t *testing.T, checks middleware.AccountChecks) (*guardFixture, *accountSource) {
+	t.Helper()
+	g := newGuardFixture(t, nil)
+	src := newAccountSource(g.dir)
+	g.guard = middleware.MustNewGuard(middleware.GuardConfig{Source: src, Now: g.clock.Now, AccountChecks: checks,
+		Logger: slog.New(slog.DiscardHandler)})
+	return g, src
+}
+
 func TestAccountChecks(t *testing.T) {
 	all := middleware.CheckAccountEnabled | middleware.CheckSessionsRevoked | middleware.CheckPasswordChanged | middleware.CheckUserRisk
 	// t0 is the fixture clock's start; tokens are issued at t0+10s.
@@ -120,10 +131,7 @@ func TestAccountChecks(t *testing.T) {
 			risk:    &graphcheck.Risk{Level: "high", State: "atRisk", Recorded: true}, status: http.StatusOK},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			g := newGuardFixture(t, nil)
-			src := newAccountSource(g.dir)
-			g.guard = middleware.MustNewGuard(middleware.GuardConfig{Source: src, Now: g.clock.Now, AccountChecks: tc.checks,
-				Logger: slog.New(slog.DiscardHandler)})
+			g, src := newAccountGuardFixture(t, tc.checks)
 			oid := userOID
 			if tc.app {
 				oid = appOID
@@ -196,9 +204,7 @@ func TestAccountChecksDeletedAccount(t *testing.T) {
 // With a check on, a requirement decided from the token alone still looks
 // the account up, and a source that leaves the account out fails closed.
 func TestAccountChecksNeedTheLiveState(t *testing.T) {
-	g := newGuardFixture(t, nil)
-	src := newAccountSource(g.dir)
-	g.guard = middleware.MustNewGuard(middleware.GuardConfig{Source: src, Now: g.clock.Now, AccountChecks: middleware.CheckAccountEnabled, Logger: slog.New(slog.DiscardHandler)})
+	g, src := newAccountGuardFixture(t, middleware.CheckAccountEnabled)
 	tok := g.mint(graphtest.Token{})
 	expect(t, g.do(middleware.Scope("access_as_user"), tok), http.StatusOK, "")
 	if n := g.dir.calls.Load(); n != 1 {
@@ -212,6 +218,66 @@ func TestAccountChecksNeedTheLiveState(t *testing.T) {
 		src.set(func(a *accountSource) { a.omit = true })
 		g.guard = middleware.MustNewGuard(middleware.GuardConfig{Source: src, Now: g.clock.Now, AccountChecks: checks, Logger: slog.New(slog.DiscardHandler)})
 		expect(t, g.do(middleware.Scope("access_as_user"), tok), http.StatusServiceUnavailable, middleware.CodePIMUnavailable)
+	}
+}
+
+// TestAccountChecksStateKeyedByKind sends an app-only request and then a
+// user request for the same object ID through one Guard whose Source
+// honours Need: the app-only lookup asks for no user-only fact, so its state
+// has no account or risk. The user request must get a lookup of its own and
+// be decided on the user's facts; a Source that leaves them out fails closed.
+// (Keyed by tenant/object alone, the user request was served the app-only
+// state: the sessions check dereferenced its nil account, and the risk
+// check passed on its nil risk.)
+func TestAccountChecksStateKeyedByKind(t *testing.T) {
+	t0 := time.Date(2026, 11, 25, 10, 0, 0, 0, time.UTC)
+	issued := t0.Add(10 * time.Second)
+	both := graphcheck.NeedAccount | graphcheck.NeedRisk
+	for _, tc := range []struct {
+		name    string
+		checks  middleware.AccountChecks
+		account graphcheck.Account
+		risk    graphcheck.Risk
+		omit    bool            // the Source answers without the facts asked for
+		need    graphcheck.Need // what the user lookup asks for
+		status  int
+		code    string
+	}{
+		{name: "sessions revoked", checks: middleware.CheckSessionsRevoked | middleware.CheckUserRisk,
+			account: graphcheck.Account{Enabled: true, SessionsValidFrom: issued.Add(time.Second)}, need: both,
+			status: http.StatusUnauthorized, code: middleware.CodeSessionRevoked},
+		{name: "password changed", checks: middleware.CheckPasswordChanged,
+			account: graphcheck.Account{Enabled: true, PasswordChanged: issued.Add(time.Second)}, need: graphcheck.NeedAccount,
+			status: http.StatusUnauthorized, code: middleware.CodeSessionRevoked},
+		{name: "high risk", checks: middleware.CheckAccountEnabled | middleware.CheckUserRisk,
+			account: graphcheck.Account{Enabled: true}, risk: graphcheck.Risk{Level: "high", State: "atRisk", Recorded: true}, need: both,
+			status: http.StatusUnauthorized, code: middleware.CodeUserAtRisk},
+		{name: "source omits the facts", checks: middleware.CheckSessionsRevoked | middleware.CheckUserRisk, omit: true, need: both,
+			status: http.StatusServiceUnavailable, code: middleware.CodePIMUnavailable},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			g, src := newAccountGuardFixture(t, tc.checks)
+			g.dir.activateRole(userOID, userAdmin, "/", time.Hour)
+			src.set(func(a *accountSource) {
+				a.accounts[userOID], a.risks[userOID], a.omit = tc.account, tc.risk, tc.omit
+			})
+			g.clock.Set(issued)
+			app := g.mint(graphtest.Token{ObjectID: userOID, App: true, Roles: appRoles(true)})
+			user := g.mint(graphtest.Token{ObjectID: userOID})
+			g.clock.Advance(time.Minute)
+
+			expect(t, g.do(middleware.Role(userAdmin), app), http.StatusOK, "")
+			expect(t, g.do(middleware.Role(userAdmin), user), tc.status, tc.code)
+			if n := g.dir.calls.Load(); n != 2 {
+				t.Errorf("%d lookups for an app-only and a user request, want 2", n)
+			}
+			if g.dir.lastSP.Load() {
+				t.Error("the user request's lookup was for a service principal")
+			}
+			if got := src.lastNeed(); got != tc.need {
+				t.Errorf("the user lookup asked for %b, want %b", got, tc.need)
+			}
+		})
 	}
 }
 

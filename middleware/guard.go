@@ -353,6 +353,10 @@ func (g *Guard) serve(w http.ResponseWriter, r *http.Request, next http.Handler,
 	if state != nil {
 		if err := g.cfg.AccountChecks.check(p, state); err != nil {
 			d.outcome, d.level = "deny", g.denyLvl.Level()
+			if errors.Is(err, ErrPIMUnavailable) {
+				// A fact the checks need is missing: undecided, not denied.
+				d.outcome, d.level = "error", slog.LevelWarn
+			}
 			d.rej = g.rejection(err)
 			g.finish(w, r, &d)
 			return
@@ -378,9 +382,12 @@ func (g *Guard) serve(w http.ResponseWriter, r *http.Request, next http.Handler,
 // or ErrPrincipalNotFound.
 func (g *Guard) lookup(ctx context.Context, p *Principal, d *decision) (*graphcheck.State, error) {
 	start := time.Now()
-	// The loader reads p from ctx (PrincipalFromContext): the cache key
-	// alone does not say whether it is a service principal.
-	v, info, err := g.cache.Get(ctx, g.graphPrincipal(p).Key())
+	// The key names the principal's kind and the facts asked for
+	// (LookupKey), so a state fetched for an app-only request, without
+	// account or risk, is never served to a user request for the same oid.
+	// The loader reads p from ctx (PrincipalFromContext) and checks that it
+	// is the principal the key names.
+	v, info, err := g.cache.Get(ctx, g.graphPrincipal(p).LookupKey())
 	d.latency = time.Since(start)
 	if err != nil {
 		d.outcome, d.level = "error", slog.LevelWarn
@@ -416,13 +423,24 @@ func (g *Guard) lookup(ctx context.Context, p *Principal, d *decision) (*graphch
 }
 
 // graphPrincipal is what the Source is asked about p: its IDs, its kind, and
-// the facts the Guard's account checks need for that kind.
+// the facts the Guard's account checks need for that kind. Its LookupKey is
+// the state cache's key.
 func (g *Guard) graphPrincipal(p *Principal) graphcheck.Principal {
-	return graphcheck.Principal{TenantID: p.TenantID, ObjectID: p.ObjectID, ServicePrincipal: p.AppOnly,
-		Need: g.cfg.AccountChecks.need(p.AppOnly)}
+	return g.principalOfKind(p.TenantID, p.ObjectID, p.AppOnly)
 }
 
-// load is the cache's LoadFunc: one Source lookup for a principal.
+// principalOfKind is graphPrincipal for IDs and a kind: app for a service
+// principal.
+func (g *Guard) principalOfKind(tenantID, objectID string, app bool) graphcheck.Principal {
+	return graphcheck.Principal{TenantID: tenantID, ObjectID: objectID, ServicePrincipal: app,
+		Need: g.cfg.AccountChecks.need(app)}
+}
+
+// load is the cache's LoadFunc: one Source lookup for a principal. It
+// refuses a key that is not the LookupKey of the principal in ctx, so that
+// an entry always holds what its key says (kind and facts). Its checks that
+// the facts asked for came back are defence in depth: AccountChecks.check
+// fails closed without them too.
 func (g *Guard) load(ctx context.Context, key string) (cache.Result[*lookupResult], error) {
 	var none cache.Result[*lookupResult]
 	p, ok := PrincipalFromContext(ctx)
@@ -430,7 +448,7 @@ func (g *Guard) load(ctx context.Context, key string) (cache.Result[*lookupResul
 		return none, errors.New("middleware: state lookup without a principal")
 	}
 	gp := g.graphPrincipal(p)
-	if gp.Key() != key {
+	if gp.LookupKey() != key {
 		return none, errors.New("middleware: state lookup for another principal than its key")
 	}
 	if err := gp.Validate(); err != nil {
@@ -524,8 +542,10 @@ func (g *Guard) finish(w http.ResponseWriter, r *http.Request, d *decision) {
 
 // Purge drops the cached state of one principal, so that its next request
 // fetches it afresh; call it when you learn of a change (e.g. from an audit
-// event). A lookup already running is not stored. IDs are compared in lower
-// case. Purge is safe for concurrent use.
+// event). It drops the entries of both kinds (the state fetched for user
+// tokens and for app-only tokens with that object ID), and a lookup of
+// either already running is not stored. IDs are compared in lower case.
+// Purge is safe for concurrent use.
 //
 // When the Source caches something of its own about principals and is a
 // [Purger] (graphcheck/msgraph keeps users' risk for its RiskTTL), Purge
@@ -535,7 +555,9 @@ func (g *Guard) Purge(tenantID, objectID string) {
 	if p, ok := g.cfg.Source.(Purger); ok {
 		p.Purge(tenantID, objectID)
 	}
-	g.cache.Purge(graphcheck.Principal{TenantID: tenantID, ObjectID: objectID}.Key())
+	for _, app := range []bool{false, true} {
+		g.cache.Purge(g.principalOfKind(tenantID, objectID, app).LookupKey())
+	}
 }
 
 // PurgeAll drops every cached state, and first what the Source caches when

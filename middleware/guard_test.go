@@ -579,6 +579,65 @@ func TestGuardPurge(t *testing.T) {
 	}
 }
 
+// TestGuardPurgeBothKinds caches a user token's state and an app-only
+// token's state for the same object ID (two entries: the state cache is
+// keyed by kind), and checks that Purge drops both, also while the lookup
+// of either kind is in flight: its answer, read before the purge, is not
+// stored.
+func TestGuardPurgeBothKinds(t *testing.T) {
+	g := newGuardFixture(t, nil)
+	g.dir.activateRole(userOID, userAdmin, "/", time.Hour)
+	user := g.mint(graphtest.Token{ObjectID: userOID})
+	app := g.mint(graphtest.Token{ObjectID: userOID, App: true, Roles: []string{"Helpdesk.Act"}})
+	both := func(want int64) {
+		t.Helper()
+		for _, tok := range []string{user, app} {
+			expect(t, g.do(middleware.Role(userAdmin), tok), http.StatusOK, "")
+		}
+		if n := g.dir.calls.Load(); n != want {
+			t.Fatalf("%d lookups, want %d", n, want)
+		}
+	}
+	both(2) // one entry per kind
+	both(2) // both cached
+	g.guard.Purge(graphtest.TenantID, userOID)
+	both(4)
+
+	for _, tc := range []struct {
+		name string
+		tok  string
+	}{{"user lookup in flight", user}, {"app-only lookup in flight", app}} {
+		t.Run(tc.name, func(t *testing.T) {
+			started, release := make(chan struct{}), make(chan struct{})
+			var once sync.Once
+			g.dir.edit(func(d *fakeDirectory) {
+				d.onLookup = func(graphcheck.Principal) { once.Do(func() { close(started); <-release }) }
+			})
+			g.guard.PurgeAll()
+			code := make(chan int)
+			go func() {
+				r := httptest.NewRequest(http.MethodGet, "/admin", nil)
+				r.Header.Set("Authorization", "Bearer "+tc.tok)
+				rec := httptest.NewRecorder()
+				g.auth.Handler(g.guard.Require(middleware.Role(userAdmin))(g.protected())).ServeHTTP(rec, r)
+				code <- rec.Code
+			}()
+			<-started
+			g.guard.Purge(graphtest.TenantID, userOID)
+			close(release)
+			if c := <-code; c != http.StatusOK {
+				t.Fatalf("in-flight request: status %d", c)
+			}
+			before := g.dir.calls.Load()
+			expect(t, g.do(middleware.Role(userAdmin), tc.tok), http.StatusOK, "")
+			if n := g.dir.calls.Load(); n != before+1 {
+				t.Errorf("%d lookups after the purge, want %d: the answer read before it was stored", n, before+1)
+			}
+			g.dir.edit(func(d *fakeDirectory) { d.onLookup = nil })
+		})
+	}
+}
+
 func TestGuardWithoutAuthenticatorIsRefused(t *testing.T) {
 	g := newGuardFixture(t, nil)
 	g.dir.activateRole(userOID, userAdmin, "/", time.Hour)

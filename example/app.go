@@ -196,13 +196,13 @@ func (a *app) me(w http.ResponseWriter, r *http.Request) {
 	s, _ := middleware.LiveStateFromContext(r.Context())
 	now := a.now()
 	out := meJSON{TenantID: p.TenantID, ObjectID: p.ObjectID, Roles: []roleJSON{}, Groups: []groupJSON{}}
-	for _, ra := range middleware.ActiveRoles(s, now) {
+	for _, ra := range s.ActiveRoles(now) {
 		out.Roles = append(out.Roles, roleJSON{
 			RoleDefinitionID: ra.RoleDefinitionID, DirectoryScopeID: ra.DirectoryScopeID,
 			AssignmentType: ra.AssignmentType, EndDateTime: rfc3339(ra.End), ViaGroupID: ra.ViaGroupID,
 		})
 	}
-	for _, g := range middleware.ActiveGroups(s, now) {
+	for _, g := range s.ActiveGroups(now) {
 		out.Groups = append(out.Groups, groupJSON{GroupID: g.GroupID, AccessID: g.AccessID, EndDateTime: rfc3339(g.End)})
 	}
 	writeJSON(w, http.StatusOK, out)

@@ -111,47 +111,115 @@ func (s *State) Empty() bool { return len(s.Roles) == 0 && len(s.Groups) == 0 }
 // longest. It compares IDs case-insensitively. A tenant-wide requirement is
 // not met by an administrative-unit assignment, nor the reverse.
 func (s *State) RoleActive(now time.Time, roleDefinitionID, scope string) (RoleAssignment, bool) {
-	var best RoleAssignment
-	found := false
-	for _, r := range s.Roles {
-		if !strings.EqualFold(r.RoleDefinitionID, roleDefinitionID) || !strings.EqualFold(r.DirectoryScopeID, scope) || !r.ActiveAt(now) {
-			continue
-		}
-		if !found || lastsLonger(r.Window, best.Window) {
-			best, found = r, true
-		}
-	}
-	return best, found
+	return longestActive(s.Roles, now, func(r *RoleAssignment) bool { return r.is(roleDefinitionID, scope) })
 }
 
 // GroupActive returns the PIM-for-Groups assignment that makes the principal
 // an active member or owner (accessID) of groupID at now, preferring the one
 // that lasts longest.
 func (s *State) GroupActive(now time.Time, groupID, accessID string) (GroupMembership, bool) {
-	var best GroupMembership
-	found := false
-	for _, g := range s.Groups {
-		if !strings.EqualFold(g.GroupID, groupID) || !strings.EqualFold(g.AccessID, accessID) || !g.ActiveAt(now) {
-			continue
-		}
-		if !found || lastsLonger(g.Window, best.Window) {
-			best, found = g, true
-		}
-	}
-	return best, found
+	return longestActive(s.Groups, now, func(g *GroupMembership) bool { return g.is(groupID, accessID) })
 }
 
 // LastEnd returns the latest End among the role's assignments in scope that
 // have ended by now, for telling a client when a role stopped being active.
 func (s *State) LastEnd(now time.Time, roleDefinitionID, scope string) (time.Time, bool) {
+	return lastEnded(s.Roles, now, func(r *RoleAssignment) bool { return r.is(roleDefinitionID, scope) })
+}
+
+// GroupLastEnd is [State.LastEnd] for PIM-for-Groups assignments: the
+// latest End among the principal's member or owner (accessID) assignments
+// of groupID that have ended by now.
+func (s *State) GroupLastEnd(now time.Time, groupID, accessID string) (time.Time, bool) {
+	return lastEnded(s.Groups, now, func(g *GroupMembership) bool { return g.is(groupID, accessID) })
+}
+
+// ActiveRoles returns the role assignments active at now (start <= now <
+// end), in the State's order, each with its scope, end time and, for a role
+// held through a role-assignable group, ViaGroupID: what a handler shows a
+// caller. Pass the clock the Guard decides with (time.Now in production). A
+// nil State has none.
+func (s *State) ActiveRoles(now time.Time) []RoleAssignment {
+	if s == nil {
+		return nil
+	}
+	return activeAt(s.Roles, now)
+}
+
+// ActiveGroups returns the PIM-for-Groups assignments (member or owner)
+// active at now, in the State's order. A nil State has none.
+func (s *State) ActiveGroups(now time.Time) []GroupMembership {
+	if s == nil {
+		return nil
+	}
+	return activeAt(s.Groups, now)
+}
+
+func (r *RoleAssignment) is(roleDefinitionID, scope string) bool {
+	return strings.EqualFold(r.RoleDefinitionID, roleDefinitionID) && strings.EqualFold(r.DirectoryScopeID, scope)
+}
+
+func (g *GroupMembership) is(groupID, accessID string) bool {
+	return strings.EqualFold(g.GroupID, groupID) && strings.EqualFold(g.AccessID, accessID)
+}
+
+// windowed is an assignment with a time window: RoleAssignment and
+// GroupMembership, through their embedded Window.
+type windowed interface {
+	RoleAssignment | GroupMembership
+}
+
+// window returns the embedded Window of a windowed assignment.
+func window[T windowed](a *T) Window {
+	switch a := any(a).(type) {
+	case *RoleAssignment:
+		return a.Window
+	case *GroupMembership:
+		return a.Window
+	}
+	panic("unreachable")
+}
+
+// longestActive returns the item matching match that is active at now and
+// lasts longest.
+func longestActive[T windowed](items []T, now time.Time, match func(*T) bool) (T, bool) {
+	var best T
+	found := false
+	for i := range items {
+		a := &items[i]
+		w := window(a)
+		if !match(a) || !w.ActiveAt(now) {
+			continue
+		}
+		if !found || lastsLonger(w, window(&best)) {
+			best, found = *a, true
+		}
+	}
+	return best, found
+}
+
+// lastEnded returns the latest End among the items matching match that have
+// ended by now.
+func lastEnded[T windowed](items []T, now time.Time, match func(*T) bool) (time.Time, bool) {
 	var last time.Time
-	for _, r := range s.Roles {
-		if strings.EqualFold(r.RoleDefinitionID, roleDefinitionID) && strings.EqualFold(r.DirectoryScopeID, scope) &&
-			!r.End.IsZero() && !now.Before(r.End) && r.End.After(last) {
-			last = r.End
+	for i := range items {
+		a := &items[i]
+		if w := window(a); match(a) && !w.End.IsZero() && !now.Before(w.End) && w.End.After(last) {
+			last = w.End
 		}
 	}
 	return last, !last.IsZero()
+}
+
+// activeAt returns the items active at now, in order.
+func activeAt[T windowed](items []T, now time.Time) []T {
+	var out []T
+	for i := range items {
+		if window(&items[i]).ActiveAt(now) {
+			out = append(out, items[i])
+		}
+	}
+	return out
 }
 
 func lastsLonger(a, b Window) bool {

@@ -1,6 +1,7 @@
 package graphcheck_test
 
 import (
+	"strings"
 	"testing"
 	"time"
 
@@ -115,5 +116,41 @@ func TestPrincipalValidate(t *testing.T) {
 	}
 	if good.Key() != good.TenantID+"/"+good.ObjectID {
 		t.Errorf("Key = %q", good.Key())
+	}
+}
+
+func TestStateActiveAndLastEnd(t *testing.T) {
+	const groupB = "7d2c6b0a-1f3e-4a5b-9c8d-0e1f2a3b4c5d"
+	s := &graphcheck.State{
+		Roles: []graphcheck.RoleAssignment{
+			{RoleDefinitionID: userAdm, DirectoryScopeID: "/", Window: graphcheck.Window{End: t0}},
+			{RoleDefinitionID: helpdesk, DirectoryScopeID: "/", Window: graphcheck.Window{End: at(time.Second)}},
+			{RoleDefinitionID: helpdesk, DirectoryScopeID: auScope, Window: graphcheck.Window{Start: at(time.Second)}},
+		},
+		Groups: []graphcheck.GroupMembership{
+			{GroupID: groupA, AccessID: "member", Window: graphcheck.Window{Start: t0}},
+			{GroupID: groupB, AccessID: "owner", Window: graphcheck.Window{End: at(-time.Minute)}},
+			{GroupID: groupB, AccessID: "owner", Window: graphcheck.Window{End: at(-time.Second)}},
+		},
+	}
+	roles, groups := s.ActiveRoles(t0), s.ActiveGroups(t0)
+	if len(roles) != 1 || roles[0].RoleDefinitionID != helpdesk || len(groups) != 1 || groups[0].GroupID != groupA {
+		t.Errorf("ActiveRoles %v, ActiveGroups %v", roles, groups)
+	}
+	var none *graphcheck.State
+	if none.ActiveRoles(t0) != nil || none.ActiveGroups(t0) != nil {
+		t.Error("a nil State has assignments")
+	}
+	if end, ok := s.GroupLastEnd(t0, strings.ToUpper(groupB), "OWNER"); !ok || !end.Equal(at(-time.Second)) {
+		t.Errorf("GroupLastEnd = %v, %v; want %v", end, ok, at(-time.Second))
+	}
+	if _, ok := s.GroupLastEnd(t0, groupA, graphcheck.AccessMember); ok {
+		t.Error("GroupLastEnd reported an end for a membership still active")
+	}
+	if _, ok := s.GroupLastEnd(t0, groupB, graphcheck.AccessMember); ok {
+		t.Error("GroupLastEnd mixed owner and member")
+	}
+	if end, ok := s.LastEnd(t0, userAdm, "/"); !ok || !end.Equal(t0) {
+		t.Errorf("LastEnd at the very end = %v, %v; want %v", end, ok, t0)
 	}
 }

@@ -62,8 +62,8 @@
 // instant it ends. Under [PolicyLive] (the default) the token's wids and
 // groups claims play no part; [PolicyTokenAndLive] requires both to agree.
 // An allowed request reaches the handler with the state in its context
-// ([LiveStateFromContext], [ActiveRoles], [ActiveGroups]); [Guard.Load]
-// does that without requiring anything.
+// ([LiveStateFromContext]; the State's ActiveRoles and ActiveGroups methods
+// list what is active); [Guard.Load] does that without requiring anything.
 //
 // Every other outcome answers without calling the handler: 403
 // insufficient_scope with code role_not_active, group_not_active,

@@ -118,7 +118,7 @@ func ExampleGuard_Require() {
 	}))))
 	mux.Handle("GET /api/me", auth.Handler(guard.Load(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		state, _ := middleware.LiveStateFromContext(r.Context())
-		for _, a := range middleware.ActiveRoles(state, clock.Now()) {
+		for _, a := range state.ActiveRoles(clock.Now()) {
 			fmt.Fprintf(w, "%s until %s", a.RoleDefinitionID, a.End.Format(time.Kitchen))
 		}
 	}))))

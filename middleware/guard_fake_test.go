@@ -191,10 +191,10 @@ func (g *guardFixture) protected() http.Handler {
 		g.served.Add(1)
 		var out []string
 		if s, ok := middleware.LiveStateFromContext(r.Context()); ok {
-			for _, ra := range middleware.ActiveRoles(s, g.clock.Now()) {
+			for _, ra := range s.ActiveRoles(g.clock.Now()) {
 				out = append(out, "role:"+ra.RoleDefinitionID+"@"+ra.DirectoryScopeID+"/via="+ra.ViaGroupID)
 			}
-			for _, gm := range middleware.ActiveGroups(s, g.clock.Now()) {
+			for _, gm := range s.ActiveGroups(g.clock.Now()) {
 				out = append(out, "group-"+gm.AccessID+":"+gm.GroupID)
 			}
 		}

@@ -253,7 +253,8 @@ func (r *Requirement) eval(e *evaluation) bool {
 			return e.fail(r, ErrGroupNotActive, time.Time{})
 		}
 		if _, ok := e.state.GroupActive(e.now, r.id, r.scope); !ok {
-			return e.fail(r, ErrGroupNotActive, groupLastEnd(e.state, e.now, r.id, r.scope))
+			ended, _ := e.state.GroupLastEnd(e.now, r.id, r.scope)
+			return e.fail(r, ErrGroupNotActive, ended)
 		}
 		// The groups claim lists memberships, not ownerships; it is also
 		// absent when the user has too many groups (overage), which then
@@ -297,18 +298,6 @@ func (r *Requirement) eval(e *evaluation) bool {
 func (e *evaluation) fail(r *Requirement, err error, endedAt time.Time) bool {
 	e.failures = append(e.failures, failure{req: r, err: err, endedAt: endedAt})
 	return false
-}
-
-// groupLastEnd is State.LastEnd for PIM-for-Groups assignments.
-func groupLastEnd(s *graphcheck.State, now time.Time, groupID, accessID string) time.Time {
-	var last time.Time
-	for _, g := range s.Groups {
-		if strings.EqualFold(g.GroupID, groupID) && strings.EqualFold(g.AccessID, accessID) &&
-			!g.End.IsZero() && !now.Before(g.End) && g.End.After(last) {
-			last = g.End
-		}
-	}
-	return last
 }
 
 func containsFold(list []string, s string) bool {

@@ -69,7 +69,7 @@ func Example_chi() {
 	r.With(guard.Require(middleware.Role(middleware.RoleUserAdministrator))).
 		Post("/api/users/{id}/reset-password", func(w http.ResponseWriter, r *http.Request) {
 			state, _ := middleware.LiveStateFromContext(r.Context())
-			for _, a := range middleware.ActiveRoles(state, clock.Now()) {
+			for _, a := range state.ActiveRoles(clock.Now()) {
 				fmt.Fprintf(w, "password of %s reset; %s active until %s", chi.URLParam(r, "id"), a.RoleDefinitionID, a.End.Format(time.Kitchen))
 			}
 		})

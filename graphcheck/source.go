@@ -148,10 +148,27 @@ func IsGUID(s string) bool {
 	return true
 }
 
+// Optional capabilities. A Source may implement these besides [Source]; a
+// caller that finds one (middleware.Guard does, with a type assertion) uses
+// it. They are declared here, once, so that every Source and every caller
+// agree on them.
+
 // Preflighter is implemented by Sources that can check at start that they
 // are allowed to read what lookups asking for need will read. Preflight
 // returns nil when they are, and otherwise errors that wrap the sentinels
 // above ([*PermissionError] naming each missing permission or licence).
 type Preflighter interface {
 	Preflight(ctx context.Context, need Need) error
+}
+
+// Purger is implemented by what caches facts about principals and can
+// forget them on demand: a Source with caches of its own (graphcheck/msgraph
+// keeps users' risk and the tenants' group-held roles), and the caches in
+// front of a Source (middleware's Authenticator and Guard). Purge forgets
+// one principal (IDs compared in lower case), PurgeAll everything. After
+// either returns, nothing fetched before the call may be served or stored.
+// Both must be safe for concurrent use.
+type Purger interface {
+	Purge(tenantID, objectID string)
+	PurgeAll()
 }

@@ -548,11 +548,11 @@ func (g *Guard) finish(w http.ResponseWriter, r *http.Request, d *decision) {
 // Purge is safe for concurrent use.
 //
 // When the Source caches something of its own about principals and is a
-// [Purger] (graphcheck/msgraph keeps users' risk for its RiskTTL), Purge
-// purges the Source first.
+// graphcheck.Purger (graphcheck/msgraph keeps users' risk for its RiskTTL),
+// Purge purges the Source first.
 func (g *Guard) Purge(tenantID, objectID string) {
 	tenantID, objectID = strings.ToLower(tenantID), strings.ToLower(objectID)
-	if p, ok := g.cfg.Source.(Purger); ok {
+	if p, ok := g.cfg.Source.(graphcheck.Purger); ok {
 		p.Purge(tenantID, objectID)
 	}
 	for _, app := range []bool{false, true} {
@@ -561,10 +561,10 @@ func (g *Guard) Purge(tenantID, objectID string) {
 }
 
 // PurgeAll drops every cached state, and first what the Source caches when
-// it has a PurgeAll method (graphcheck/msgraph). It is safe for concurrent
+// it is a graphcheck.Purger (graphcheck/msgraph). It is safe for concurrent
 // use.
 func (g *Guard) PurgeAll() {
-	if p, ok := g.cfg.Source.(interface{ PurgeAll() }); ok {
+	if p, ok := g.cfg.Source.(graphcheck.Purger); ok {
 		p.PurgeAll()
 	}
 	g.cache.PurgeAll()

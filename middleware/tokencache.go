@@ -96,6 +96,16 @@ func (c *tokenCache) len() int {
 	return n
 }
 
+// purge drops every token.
+func (c *tokenCache) purge() {
+	if c == nil {
+		return
+	}
+	for _, s := range c.shards {
+		s.Purge()
+	}
+}
+
 // removePrincipal drops every verified token of one principal and returns
 // how many it dropped. It scans the cache: purges are rare, requests are not,
 // so no per-principal index is kept on the hot path.

@@ -96,4 +96,11 @@ func TestAuthenticatorPurge(t *testing.T) {
 	if n := a.cache.len(); n != 2 {
 		t.Errorf("cache holds %d tokens, want 2", n)
 	}
+	Purgers{a}.PurgeAll()
+	if n := a.cache.len(); n != 0 {
+		t.Errorf("cache holds %d tokens after PurgeAll, want 0", n)
+	}
+	if p, err := a.Verify(context.Background(), toks[2]); err != nil || p == first[2] {
+		t.Errorf("after PurgeAll the token was not verified afresh (err %v)", err)
+	}
 }

@@ -2,6 +2,7 @@ package middleware
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -46,12 +47,13 @@ const (
 	checksEnd
 )
 
-// accountCheckNames are the names of [ParseAccountChecks] and
+// accountCheckNames are the names of [AccountChecks.UnmarshalText] and
 // [AccountChecks.String], in bit order.
 var accountCheckNames = []string{"enabled", "sessions", "password", "risk"}
 
 // String returns the checks as a comma-separated list of the names
-// [ParseAccountChecks] reads, e.g. "enabled,sessions"; "" for none.
+// [AccountChecks.UnmarshalText] reads, e.g. "enabled,sessions"; "" for
+// none.
 func (c AccountChecks) String() string {
 	var names []string
 	for i, n := range accountCheckNames {
@@ -65,30 +67,48 @@ func (c AccountChecks) String() string {
 	return strings.Join(names, ",")
 }
 
-// ParseAccountChecks reads a comma-separated list of check names: enabled
+// MarshalText implements [encoding.TextMarshaler]: the names of
+// [AccountChecks.String]. Unknown bits are an error, so that what is
+// written can be read back.
+func (c AccountChecks) MarshalText() ([]byte, error) {
+	if c >= checksEnd {
+		return nil, fmt.Errorf("middleware: unknown account checks %#x", uint8(c))
+	}
+	return []byte(c.String()), nil
+}
+
+// UnmarshalText implements [encoding.TextUnmarshaler], so that environment
+// variables, flags (flag.TextVar) and configuration files read the checks
+// one way. It reads a comma-separated list of check names: enabled
 // ([CheckAccountEnabled]), sessions ([CheckSessionsRevoked]), password
 // ([CheckPasswordChanged]) and risk ([CheckUserRisk]). Names are
-// case-insensitive and may be surrounded by spaces; an empty string is no
-// check. An unknown name is an error naming it.
-func ParseAccountChecks(s string) (AccountChecks, error) {
-	var c AccountChecks
-	for _, part := range strings.Split(s, ",") {
+// case-insensitive and may be surrounded by spaces; an empty text is no
+// check. An unknown name is an error naming it, and leaves c unchanged.
+func (c *AccountChecks) UnmarshalText(text []byte) error {
+	var v AccountChecks
+	for part := range strings.SplitSeq(string(text), ",") {
 		part = strings.TrimSpace(part)
 		if part == "" {
 			continue
 		}
-		found := false
-		for i, n := range accountCheckNames {
-			if strings.EqualFold(part, n) {
-				c |= 1 << i
-				found = true
-			}
+		i := slices.IndexFunc(accountCheckNames, func(n string) bool { return strings.EqualFold(part, n) })
+		if i < 0 {
+			return fmt.Errorf("middleware: unknown account check %q (want %s)", part, strings.Join(accountCheckNames, ", "))
 		}
-		if !found {
-			return 0, fmt.Errorf("middleware: unknown account check %q (want %s)", part, strings.Join(accountCheckNames, ", "))
-		}
+		v |= 1 << i
 	}
-	return c, nil
+	*c = v
+	return nil
+}
+
+// ParseAccountChecks is [AccountChecks.UnmarshalText] for a string.
+//
+// Deprecated: use UnmarshalText, which flags and configuration decoders
+// call for you.
+func ParseAccountChecks(s string) (AccountChecks, error) {
+	var c AccountChecks
+	err := c.UnmarshalText([]byte(s))
+	return c, err
 }
 
 // need returns the facts the checks need for a user or, with app, a

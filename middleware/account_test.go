@@ -281,7 +281,7 @@ func TestAccountChecksStateKeyedByKind(t *testing.T) {
 	}
 }
 
-func TestParseAccountChecks(t *testing.T) {
+func TestAccountChecksText(t *testing.T) {
 	for _, tc := range []struct {
 		in   string
 		want middleware.AccountChecks
@@ -297,15 +297,26 @@ func TestParseAccountChecks(t *testing.T) {
 		{"disabled", 0, "", true},
 		{"enabled;risk", 0, "", true},
 	} {
-		got, err := middleware.ParseAccountChecks(tc.in)
+		got := middleware.CheckUserRisk // UnmarshalText must replace it, or keep it on error
+		err := got.UnmarshalText([]byte(tc.in))
+		if tc.err {
+			tc.want = middleware.CheckUserRisk
+		}
 		if (err != nil) != tc.err || got != tc.want {
-			t.Errorf("ParseAccountChecks(%q) = %v, %v; want %v, error %v", tc.in, got, err, tc.want, tc.err)
+			t.Errorf("UnmarshalText(%q) = %v, %v; want %v, error %v", tc.in, got, err, tc.want, tc.err)
 			continue
+		}
+		if err == nil {
+			text, merr := got.MarshalText()
+			var back middleware.AccountChecks
+			if merr != nil || back.UnmarshalText(text) != nil || back != got {
+				t.Errorf("MarshalText(%v) = %q, %v: does not read back", got, text, merr)
+			}
 		}
 		if err != nil && !strings.Contains(err.Error(), "enabled, sessions, password, risk") {
 			t.Errorf("error %q does not list the names", err)
 		}
-		if got.String() != tc.str {
+		if !tc.err && got.String() != tc.str {
 			t.Errorf("String() = %q, want %q", got.String(), tc.str)
 		}
 	}

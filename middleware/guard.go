@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"slices"
 	"strings"
 	"time"
 
@@ -44,15 +45,44 @@ const (
 	PolicyTokenAndLive
 )
 
+// claimsPolicyNames are the names of [ClaimsPolicy.String] and
+// [ClaimsPolicy.UnmarshalText], by value.
+var claimsPolicyNames = []string{PolicyLive: "live", PolicyTokenAndLive: "token-and-live"}
+
 // String returns "live" or "token-and-live".
 func (p ClaimsPolicy) String() string {
-	switch p {
-	case PolicyLive:
-		return "live"
-	case PolicyTokenAndLive:
-		return "token-and-live"
+	if int(p) < len(claimsPolicyNames) {
+		return claimsPolicyNames[p]
 	}
 	return fmt.Sprintf("ClaimsPolicy(%d)", uint8(p))
+}
+
+// MarshalText implements [encoding.TextMarshaler]: "live" or
+// "token-and-live"; an unknown policy is an error.
+func (p ClaimsPolicy) MarshalText() ([]byte, error) {
+	if int(p) >= len(claimsPolicyNames) {
+		return nil, fmt.Errorf("middleware: unknown %v", p)
+	}
+	return []byte(claimsPolicyNames[p]), nil
+}
+
+// UnmarshalText implements [encoding.TextUnmarshaler], so that environment
+// variables, flags (flag.TextVar) and configuration files read the policy
+// one way: "live" or "token-and-live", case-insensitive, surrounding spaces
+// ignored; an empty text is the default, [PolicyLive]. Anything else is an
+// error naming the accepted values, and leaves p unchanged.
+func (p *ClaimsPolicy) UnmarshalText(text []byte) error {
+	s := strings.TrimSpace(string(text))
+	if s == "" {
+		*p = PolicyLive
+		return nil
+	}
+	i := slices.IndexFunc(claimsPolicyNames, func(n string) bool { return strings.EqualFold(s, n) })
+	if i < 0 {
+		return fmt.Errorf("middleware: unknown claims policy %q (want %s)", s, strings.Join(claimsPolicyNames, " or "))
+	}
+	*p = ClaimsPolicy(i)
+	return nil
 }
 
 // GuardConfig configures a [Guard]. Source is required; every other field

@@ -750,9 +750,36 @@ func TestRequirementString(t *testing.T) {
 	}
 }
 
-func TestClaimsPolicyString(t *testing.T) {
-	if middleware.PolicyLive.String() != "live" || middleware.PolicyTokenAndLive.String() != "token-and-live" {
-		t.Error("policy names")
+func TestClaimsPolicyText(t *testing.T) {
+	for _, tc := range []struct {
+		in   string
+		want middleware.ClaimsPolicy
+		err  bool
+	}{
+		{"live", middleware.PolicyLive, false},
+		{"", middleware.PolicyLive, false},
+		{" Token-And-Live ", middleware.PolicyTokenAndLive, false},
+		{"token_and_live", 0, true},
+		{"tokenandlive", 0, true},
+	} {
+		got := middleware.ClaimsPolicy(7) // replaced on success, kept on error
+		err := got.UnmarshalText([]byte(tc.in))
+		switch {
+		case tc.err && (err == nil || got != 7 || !strings.Contains(err.Error(), `live or token-and-live`)):
+			t.Errorf("UnmarshalText(%q) = %v, %v; want an error listing the names, policy unchanged", tc.in, got, err)
+		case !tc.err && (err != nil || got != tc.want):
+			t.Errorf("UnmarshalText(%q) = %v, %v; want %v", tc.in, got, err, tc.want)
+		}
+	}
+	for _, p := range []middleware.ClaimsPolicy{middleware.PolicyLive, middleware.PolicyTokenAndLive} {
+		text, err := p.MarshalText()
+		var back middleware.ClaimsPolicy = 7
+		if err != nil || string(text) != p.String() || back.UnmarshalText(text) != nil || back != p {
+			t.Errorf("%v: MarshalText = %q, %v; does not read back", p, text, err)
+		}
+	}
+	if _, err := middleware.ClaimsPolicy(2).MarshalText(); err == nil {
+		t.Error("MarshalText of an unknown policy succeeded")
 	}
 }
 

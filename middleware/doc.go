@@ -90,7 +90,8 @@
 // session_revoked for a token issued before the revocation or the password
 // change) and [CheckUserRisk] (401 user_at_risk for a user Identity
 // Protection holds at high risk). Service principals skip the user-only
-// checks; they read and write themselves as text (UnmarshalText).
+// checks. AccountChecks and ClaimsPolicy read themselves from configuration
+// text ([AccountChecks.UnmarshalText], [ClaimsPolicy.UnmarshalText]).
 //
 // [Guard.Preflight] asks the Source, once at start, whether it may read
 // everything the Guard will need, naming each missing Graph permission or

@@ -1,6 +1,7 @@
 package middleware
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -232,43 +233,23 @@ func NewGuard(cfg GuardConfig) (*Guard, error) {
 	if cfg.AccountChecks >= checksEnd {
 		return nil, fmt.Errorf("middleware: GuardConfig.AccountChecks: unknown %v", cfg.AccountChecks)
 	}
-	if cfg.CacheSize == 0 {
-		cfg.CacheSize = DefaultStateCacheSize
-	}
-	if cfg.CacheTTL == 0 {
-		cfg.CacheTTL = DefaultStateTTL
-	}
-	if cfg.NegativeTTL == 0 {
-		cfg.NegativeTTL = DefaultNegativeStateTTL
-	}
-	if cfg.LookupTimeout == 0 {
-		cfg.LookupTimeout = DefaultLookupTimeout
-	}
-	if cfg.RetryAfter == 0 {
-		cfg.RetryAfter = DefaultPIMRetryAfter
-	}
-	if cfg.Logger == nil {
-		cfg.Logger = slog.Default()
-	}
-	if cfg.Now == nil {
+	cfg.CacheSize = cmp.Or(cfg.CacheSize, DefaultStateCacheSize)
+	cfg.CacheTTL = cmp.Or(cfg.CacheTTL, DefaultStateTTL)
+	cfg.NegativeTTL = cmp.Or(cfg.NegativeTTL, DefaultNegativeStateTTL)
+	cfg.LookupTimeout = cmp.Or(cfg.LookupTimeout, DefaultLookupTimeout)
+	cfg.RetryAfter = cmp.Or(cfg.RetryAfter, DefaultPIMRetryAfter)
+	cfg.Logger = cmp.Or(cfg.Logger, slog.Default())
+	cfg.Realm = cmp.Or(cfg.Realm, DefaultRealm)
+	cfg.MeterProvider = cmp.Or(cfg.MeterProvider, otel.GetMeterProvider())
+	cfg.DenialLogLevel = cmp.Or[slog.Leveler](cfg.DenialLogLevel, slog.LevelInfo)
+	cfg.AllowLogLevel = cmp.Or[slog.Leveler](cfg.AllowLogLevel, slog.LevelDebug)
+	if cfg.Now == nil { // funcs are not comparable: cmp.Or cannot default them
 		cfg.Now = time.Now
-	}
-	if cfg.Realm == "" {
-		cfg.Realm = DefaultRealm
 	}
 	if cfg.ErrorWriter == nil {
 		cfg.ErrorWriter = WriteRejection
 	}
-	if cfg.MeterProvider == nil {
-		cfg.MeterProvider = otel.GetMeterProvider()
-	}
 	g := &Guard{cfg: cfg, denyLvl: cfg.DenialLogLevel, allowLvl: cfg.AllowLogLevel}
-	if g.denyLvl == nil {
-		g.denyLvl = slog.LevelInfo
-	}
-	if g.allowLvl == nil {
-		g.allowLvl = slog.LevelDebug
-	}
 	c, err := cache.New(cache.Config{
 		Size: cfg.CacheSize, TTL: cfg.CacheTTL, NegativeTTL: cfg.NegativeTTL,
 		MaxStale: cfg.MaxStale, LoadTimeout: cfg.LookupTimeout, Now: cfg.Now,

@@ -79,12 +79,20 @@ type AuthenticatorConfig struct {
 	// [DefaultClockSkew]; a negative value means no leeway at all.
 	ClockSkew time.Duration
 
-	// InsecureAcceptTokensWithoutScopeOrRoles accepts tokens that carry
-	// neither scp nor roles. Entra access tokens always carry one of them; a
-	// token with neither is usually an ID token replayed as a bearer token,
-	// which proves a sign-in to some client, not consent to call this API.
-	// Set it only if the API has no scopes or app roles, and then restrict
-	// the audience to this API alone.
+	// InsecureAcceptTokensWithoutScopeOrRoles accepts access tokens that
+	// carry neither scp nor roles. Entra's access tokens for an API with
+	// scopes or app roles carry one of them; a token with neither proves a
+	// sign-in to some client, not consent to call this API.
+	//
+	// It relaxes that one rule and nothing else: the token must still be an
+	// access token (azp in v2, appid in v1; no nonce, at_hash or c_hash) of
+	// one of the two kinds (see [Principal.AppOnly]), and a token of neither
+	// kind is still refused. Since a user token is recognised by its scp,
+	// what it admits in practice is app-only tokens without roles: any
+	// application of the tenant that obtains a token for this API's
+	// audience. Set it only if the API has no app roles, restrict the
+	// audience to this API alone, and decide what app-only callers may do
+	// with requirements that do not rely on roles.
 	InsecureAcceptTokensWithoutScopeOrRoles bool
 
 	// MaxTokenBytes caps the bearer token's length; larger tokens are refused
@@ -103,9 +111,15 @@ type AuthenticatorConfig struct {
 	JWKSRefreshCooldown time.Duration
 
 	// JWKSMaxAge is how long a fetched key set is trusted before it is
-	// refetched on use, so that a key Entra withdraws stops verifying tokens,
-	// cached ones included. Default [DefaultJWKSMaxAge]. A failed refresh keeps
-	// the previous keys.
+	// refetched, so that a key Entra withdraws stops verifying tokens, cached
+	// ones included. Default [DefaultJWKSMaxAge]. The refetch runs in the
+	// background, started by the first request that finds the set aged; that
+	// request and those during the fetch are answered from the current set,
+	// so a hanging JWKS endpoint never delays a token whose key is known, and
+	// a withdrawn key stops verifying once the new set is installed (within
+	// HTTPTimeout). Only a token with an unknown kid waits for a fetch. A
+	// failed refresh keeps the previous keys, is logged once (Warn), and is
+	// retried after JWKSRefreshCooldown.
 	JWKSMaxAge time.Duration
 
 	// HTTPClient fetches discovery documents and key sets. Default: a client
@@ -371,8 +385,9 @@ func (a *Authenticator) Authenticate(r *http.Request) (*Principal, error) {
 // JWS structure and algorithm, issuer (an allowed tenant's v1 or v2 issuer),
 // signature against the issuer's key set, the presence of oid, tid, exp and
 // iat, tid against the issuer, audience, exp, nbf and iat with the clock
-// skew, and the access-token shape (scp or roles). Errors wrap the package's
-// sentinels.
+// skew, and the access-token shape: an access token rather than an ID token,
+// of the user or the app-only kind ([Principal.AppOnly]), with scp or roles.
+// Errors wrap the package's sentinels.
 func (a *Authenticator) Verify(ctx context.Context, raw string) (*Principal, error) {
 	if len(raw) > a.cfg.MaxTokenBytes {
 		return nil, fmt.Errorf("%w: token exceeds the size cap", ErrTokenMalformed)
@@ -492,21 +507,28 @@ func (a *Authenticator) checkClaims(c *accessClaims, is *issuer) error {
 	if now.Add(a.skew).Before(c.Iat.t) {
 		return fmt.Errorf("%w: iat %s is in the future", ErrTokenNotYetValid, c.Iat.t.UTC().Format(time.RFC3339))
 	}
+	if _, err := c.kind(); err != nil {
+		return err
+	}
+	// The kind is decided first: this switch relaxes the scp-or-roles rule,
+	// never the kind rules.
 	if c.Scp == "" && len(c.Roles) == 0 && !a.cfg.InsecureAcceptTokensWithoutScopeOrRoles {
 		return fmt.Errorf("%w: neither scp nor roles", ErrTokenNotAccessToken)
 	}
 	return nil
 }
 
+// principalOf builds the principal of claims that passed checkClaims.
 func principalOf(c *accessClaims) *Principal {
+	kind, _ := c.kind() // checked by checkClaims; kindRefused would read as a user, never as app-only
 	p := &Principal{
 		TenantID:       strings.ToLower(c.Tid),
 		ObjectID:       strings.ToLower(c.Oid),
 		Subject:        c.Sub,
-		AppID:          c.Azp,
+		AppID:          c.clientID(),
 		Issuer:         c.Iss,
 		Version:        c.Ver,
-		AppOnly:        c.Idtyp == "app" || c.Scp == "",
+		AppOnly:        kind == kindApp,
 		Scopes:         strings.Fields(c.Scp),
 		AppRoles:       c.Roles,
 		DirectoryRoles: c.Wids,
@@ -515,9 +537,6 @@ func principalOf(c *accessClaims) *Principal {
 		Username:       c.PUN,
 		IssuedAt:       c.Iat.t,
 		ExpiresAt:      c.Exp.t,
-	}
-	if p.AppID == "" {
-		p.AppID = c.AppID
 	}
 	if p.Username == "" {
 		p.Username = c.UPN

@@ -291,10 +291,51 @@ func TestQueryAndCookieTokensAreIgnored(t *testing.T) {
 	}
 }
 
-func TestIDTokensAcceptedOnlyWhenConfigured(t *testing.T) {
-	f := newFixture(t, func(c *middleware.AuthenticatorConfig) { c.InsecureAcceptTokensWithoutScopeOrRoles = true })
-	if rec := f.do("Bearer " + f.mint(graphtest.Token{Scopes: []string{}})); rec.Code != http.StatusOK {
-		t.Fatalf("status %d, body %s", rec.Code, rec.Body)
+// TestInsecureAcceptTokensWithoutScopeOrRoles: the switch lets a token
+// without scp and roles through, and nothing else: the token must still be an
+// access token of the user or the app-only kind. Since a user token is known
+// by its scp, only app-only tokens without roles gain from it; a sign-in
+// without consent (no scp, sub not oid) and ID tokens stay refused.
+func TestInsecureAcceptTokensWithoutScopeOrRoles(t *testing.T) {
+	strict := newFixture(t, nil)
+	lax := newFixture(t, func(c *middleware.AuthenticatorConfig) { c.InsecureAcceptTokensWithoutScopeOrRoles = true })
+	tests := []struct {
+		name    string
+		tok     graphtest.Token
+		lax     bool // accepted with the switch set (never without)
+		appOnly bool
+	}{
+		{"app-only token without roles (idtyp app)", graphtest.Token{ObjectID: appOID, App: true}, true, true},
+		{"app-only token without roles or idtyp (sub equals oid)", graphtest.Token{ObjectID: appOID, App: true, Claims: map[string]any{"idtyp": nil}}, true, true},
+		{"v1 app-only token without roles", graphtest.Token{ObjectID: appOID, App: true, Version: 1}, true, true},
+		{"user sign-in without scp (sub not oid)", graphtest.Token{Scopes: []string{}}, false, false},
+		{"idtyp user without scp", graphtest.Token{Scopes: []string{}, Claims: map[string]any{"idtyp": "user"}}, false, false},
+		{"unknown idtyp without scp", graphtest.Token{ObjectID: appOID, App: true, Claims: map[string]any{"idtyp": "device"}}, false, false},
+		{"v2 ID token (no azp)", graphtest.Token{Scopes: []string{}, Claims: map[string]any{"azp": nil, "azpacr": nil}}, false, false},
+		{"v1 ID token (no appid)", graphtest.Token{Version: 1, Scopes: []string{}, Audience: graphtest.APIClientID, Claims: map[string]any{"appid": nil, "appidacr": nil}}, false, false},
+		{"ID token with a nonce", graphtest.Token{Scopes: []string{}, Claims: map[string]any{"nonce": "n-0S6_WzA2Mj"}}, false, false},
+		{"app-only shape with a nonce", graphtest.Token{ObjectID: appOID, App: true, Claims: map[string]any{"nonce": "n-0S6_WzA2Mj"}}, false, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if rec := strict.do("Bearer " + strict.mint(tt.tok)); rec.Code != http.StatusUnauthorized || !strings.Contains(rec.Body.String(), middleware.CodeTokenNotAccessToken) {
+				t.Errorf("without the switch: status %d, body %s; want 401 %s", rec.Code, rec.Body, middleware.CodeTokenNotAccessToken)
+			}
+			rec := lax.do("Bearer " + lax.mint(tt.tok))
+			if !tt.lax {
+				if rec.Code != http.StatusUnauthorized || !strings.Contains(rec.Body.String(), middleware.CodeTokenNotAccessToken) {
+					t.Errorf("with the switch: status %d, body %s; want 401 %s", rec.Code, rec.Body, middleware.CodeTokenNotAccessToken)
+				}
+				return
+			}
+			var p middleware.Principal
+			if rec.Code != http.StatusOK || json.Unmarshal(rec.Body.Bytes(), &p) != nil {
+				t.Fatalf("with the switch: status %d, body %s; want 200", rec.Code, rec.Body)
+			}
+			if p.AppOnly != tt.appOnly {
+				t.Errorf("AppOnly = %v, want %v", p.AppOnly, tt.appOnly)
+			}
+		})
 	}
 }
 
@@ -377,6 +418,12 @@ func TestKeyRotation(t *testing.T) {
 		t.Fatalf("cached token before the key set is refreshed: %d %s", rec.Code, rec.Body)
 	}
 	f.clock.Advance(middleware.DefaultJWKSMaxAge + time.Second)
+	// The request that finds the key set aged is still answered from it; the
+	// refresh it starts runs in the background (stale-while-revalidate).
+	if rec := f.do("Bearer " + oldTok); rec.Code != http.StatusOK {
+		t.Fatalf("cached token while the aged key set is refreshed: %d %s", rec.Code, rec.Body)
+	}
+	f.auth.AwaitKeySetRefreshes()
 	rec := f.do("Bearer " + oldTok)
 	if rec.Code != http.StatusUnauthorized || !strings.Contains(rec.Body.String(), middleware.CodeTokenBadSignature) {
 		t.Fatalf("token of a withdrawn key: %d %s; want 401 token_bad_signature", rec.Code, rec.Body)

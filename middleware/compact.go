@@ -7,6 +7,8 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"unicode"
+	"unicode/utf8"
 )
 
 // strictB64 decodes base64url without padding and refuses non-zero trailing
@@ -51,6 +53,10 @@ func splitCompact(raw string) (header, payload []byte, err error) {
 // Go keeps the last, so {"aud":"theirs","aud":"ours"} would be read
 // differently by another parser. Entra never emits duplicates, so refusing
 // them costs nothing and removes the ambiguity.
+//
+// Names are compared as encoding/json matches them to struct fields: without
+// regard to case ([foldKey]). {"oid":"A","OID":"B"} holds one oid for Go,
+// which reads B, and two distinct members for a case-sensitive parser.
 func checkUniqueKeys(obj []byte) error {
 	dec := json.NewDecoder(bytes.NewReader(obj))
 	if t, err := dec.Token(); err != nil || t != json.Delim('{') {
@@ -66,10 +72,11 @@ func checkUniqueKeys(obj []byte) error {
 		if !ok {
 			return errors.New("malformed JSON object")
 		}
-		if _, dup := seen[key]; dup {
+		folded := foldKey(key)
+		if _, dup := seen[folded]; dup {
 			return fmt.Errorf("duplicate member %.40q", key)
 		}
-		seen[key] = struct{}{}
+		seen[folded] = struct{}{}
 		var skip json.RawMessage
 		if err := dec.Decode(&skip); err != nil {
 			return err
@@ -82,4 +89,50 @@ func checkUniqueKeys(obj []byte) error {
 		return errors.New("data after the JSON object")
 	}
 	return nil
+}
+
+// foldKey returns the key under which encoding/json looks a member name up
+// among a struct's fields when no field has the exact name: two names have
+// the same key exactly when bytes.EqualFold holds for them (Unicode simple
+// case folding). Besides ASCII case, that makes "\u212Aid" (U+212A KELVIN
+// SIGN) the same name as "kid", and "\u017Fcp" (U+017F LATIN SMALL LETTER
+// LONG S) the same as "scp". encoding/json (also built as json/v2's v1 mode)
+// folds each rune to the smallest rune of its unicode.SimpleFold orbit; this
+// folds to a member of the orbit too, but to the lower-case letter for ASCII
+// letters, so that a name in lower-case ASCII — every name Entra emits — is
+// its own key and costs no allocation.
+func foldKey(name string) string {
+	i := 0
+	for i < len(name) && name[i] < utf8.RuneSelf && (name[i] < 'A' || name[i] > 'Z') {
+		i++
+	}
+	if i == len(name) {
+		return name
+	}
+	b := make([]byte, i, len(name)+4)
+	copy(b, name[:i])
+	for _, r := range name[i:] {
+		b = utf8.AppendRune(b, foldRune(r))
+	}
+	return string(b)
+}
+
+// foldRune returns the member of r's unicode.SimpleFold orbit that stands for
+// the whole orbit: its smallest rune, or, when that is an upper-case ASCII
+// letter, the lower-case one (which is in the same orbit).
+func foldRune(r rune) rune {
+	if r < utf8.RuneSelf {
+		if 'A' <= r && r <= 'Z' {
+			r += 'a' - 'A'
+		}
+		return r
+	}
+	low := r
+	for f := unicode.SimpleFold(r); f != r; f = unicode.SimpleFold(f) {
+		low = min(low, f)
+	}
+	if 'A' <= low && low <= 'Z' {
+		low += 'a' - 'A'
+	}
+	return low
 }

@@ -12,7 +12,8 @@ import (
 // Authenticator.verify does, then runs the claim checks and builds the
 // principal. It must never panic; dates that decode are in range; and
 // whenever checkClaims passes, the claims really are those of an access
-// token for this API from the expected tenant, valid now within the skew.
+// token for this API from the expected tenant, valid now within the skew, of
+// the kind the principal says (user or app-only), and not an ID token.
 //
 //	go test -run XXX -fuzz '^FuzzClaimsDecoding$' -fuzztime 10s ./middleware/
 func FuzzClaimsDecoding(f *testing.F) {
@@ -29,8 +30,14 @@ func FuzzClaimsDecoding(f *testing.F) {
 	}
 	is := &issuer{iss: "https://sts.windows.net/" + tenant + "/", tenant: tenant}
 	valid := `{"aud":"` + audience + `","iss":"https://sts.windows.net/` + tenant + `/","iat":1795600800,"nbf":1795600800,` +
-		`"exp":1795605300,"oid":"4d5e6f70-8192-4a3b-8c4d-5e6f70819203","tid":"` + tenant + `","scp":"access_as_user","ver":"1.0"}`
+		`"exp":1795605300,"oid":"4d5e6f70-8192-4a3b-8c4d-5e6f70819203","tid":"` + tenant + `","scp":"access_as_user","ver":"1.0",` +
+		`"appid":"0a1b2c3d-4e5f-4a6b-8c7d-9e0f1a2b3c4d"}`
+	app := strings.NewReplacer(`"scp":"access_as_user"`, `"roles":["Directory.Admin"],"sub":"4d5e6f70-8192-4a3b-8c4d-5e6f70819203"`).Replace(valid)
 	f.Add([]byte(valid))
+	f.Add([]byte(app))
+	f.Add([]byte(strings.Replace(app, `"roles"`, `"idtyp":"app","roles"`, 1)))
+	f.Add([]byte(strings.Replace(valid, `"ver":"1.0"`, `"ver":"2.0","azp":"x"`, 1)))
+	f.Add([]byte(strings.Replace(valid, `"scp"`, `"nonce":"n","scp"`, 1)))
 	f.Add([]byte(strings.Replace(valid, `"aud":`, `"aud":"api://evil","aud":`, 1)))
 	f.Add([]byte(strings.Replace(valid, `"exp":1795605300`, `"exp":1795605300.999`, 1)))
 	f.Add([]byte(`{"aud":["a",["b"]],"exp":1e400}`))
@@ -72,8 +79,17 @@ func FuzzClaimsDecoding(f *testing.F) {
 		if p.TenantID != tenant || p.ObjectID != strings.ToLower(c.Oid) || p.ObjectID == "" {
 			t.Fatalf("principal %s/%s from tid %q oid %q", p.TenantID, p.ObjectID, c.Tid, c.Oid)
 		}
-		if p.AppOnly && c.Scp != "" && c.Idtyp != "app" {
-			t.Fatalf("delegated token (scp %q) made an app-only principal", c.Scp)
+		switch {
+		case bool(c.Nonce || c.AtHash || c.CHash):
+			t.Fatal("accepted an ID token (nonce, at_hash or c_hash)")
+		case c.Ver != "1.0" && c.Ver != "2.0":
+			t.Fatalf("accepted ver %q", c.Ver)
+		case c.Ver == "2.0" && (c.Azp == "" || p.AppID != c.Azp), c.Ver == "1.0" && (c.AppID == "" || p.AppID != c.AppID):
+			t.Fatalf("accepted ver %q with azp %q, appid %q (AppID %q)", c.Ver, c.Azp, c.AppID, p.AppID)
+		case p.AppOnly && (c.Scp != "" || c.Idtyp.set && c.Idtyp.s != "app" || !c.Idtyp.set && c.Sub != c.Oid):
+			t.Fatalf("app-only principal from scp %q, idtyp %q (set %v), sub %q, oid %q", c.Scp, c.Idtyp.s, c.Idtyp.set, c.Sub, c.Oid)
+		case !p.AppOnly && (c.Scp == "" || c.Idtyp.set && c.Idtyp.s != "user"):
+			t.Fatalf("user principal from scp %q, idtyp %q (set %v)", c.Scp, c.Idtyp.s, c.Idtyp.set)
 		}
 	})
 }

@@ -339,6 +339,27 @@ func hostileCorpus(t *testing.T, f *fixture) []hostileCase {
 		{name: "oid is an OData path (not a GUID)", group: "claims", header: bearer(f.mint(graphtest.Token{ObjectID: "../../users?$filter=x"})), status: s401, code: notFound},
 		{name: "scp an array", group: "claims", header: bearer(f.mint(graphtest.Token{Claims: map[string]any{"scp": []string{"access_as_user"}}})), status: s401, code: malformed},
 
+		// ID tokens and tokens of neither access-token shape (issue 12):
+		// each is signed by the tenant's real key, names the fixture's user
+		// and carries roles or scp, and the Guard's source grants everything,
+		// so only the token-kind rules stand between it and the handler.
+		{name: "v2 ID token with roles, aud the client ID", group: "id tokens", header: bearer(f.mint(idToken(2, nil))), status: s401, code: notAccess},
+		{name: "v1 ID token with roles, aud the client ID", group: "id tokens", header: bearer(f.mint(idToken(1, nil))), status: s401, code: notAccess},
+		{name: "v2 ID token with roles and a nonce", group: "id tokens", header: bearer(f.mint(idToken(2, map[string]any{"nonce": "n-0S6_WzA2Mj"}))), status: s401, code: notAccess},
+		{name: "v2 ID token with roles, forged azp", group: "id tokens", header: bearer(f.mint(idToken(2, map[string]any{"azp": graphtest.ClientAppID}))), status: s401, code: notAccess},
+		{name: "user access token with a nonce", group: "id tokens", header: bearer(f.mint(graphtest.Token{Claims: map[string]any{"nonce": "n-0S6_WzA2Mj"}})), status: s401, code: notAccess},
+		{name: "user access token with at_hash", group: "id tokens", header: bearer(f.mint(graphtest.Token{Claims: map[string]any{"at_hash": "77QmUPtjPfzWtF2AnpK9RQ"}})), status: s401, code: notAccess},
+		{name: "user access token with c_hash", group: "id tokens", header: bearer(f.mint(graphtest.Token{Claims: map[string]any{"c_hash": "LDktKdoQak3Pk0cnXxCltA"}})), status: s401, code: notAccess},
+		{name: "user access token with NONCE in upper case", group: "id tokens", header: bearer(f.mint(graphtest.Token{Claims: map[string]any{"NONCE": "n-0S6_WzA2Mj"}})), status: s401, code: notAccess},
+		{name: "v2 token with appid instead of azp", group: "id tokens", header: bearer(f.mint(graphtest.Token{Claims: map[string]any{"azp": nil, "appid": graphtest.ClientAppID}})), status: s401, code: notAccess},
+		{name: "v1 token with azp instead of appid", group: "id tokens", header: bearer(f.mint(graphtest.Token{Version: 1, Claims: map[string]any{"appid": nil, "azp": graphtest.ClientAppID}})), status: s401, code: notAccess},
+		{name: "ver absent", group: "id tokens", header: bearer(f.mint(graphtest.Token{Claims: map[string]any{"ver": nil}})), status: s401, code: notAccess},
+		{name: "ver 3.0", group: "id tokens", header: bearer(f.mint(graphtest.Token{Claims: map[string]any{"ver": "3.0"}})), status: s401, code: notAccess},
+		{name: "idtyp app next to scp", group: "id tokens", header: bearer(f.mint(graphtest.Token{Claims: map[string]any{"idtyp": "app"}})), status: s401, code: notAccess},
+		{name: "idtyp user without scp, with roles", group: "id tokens", header: bearer(f.mint(graphtest.Token{Scopes: []string{}, Roles: []string{"Helpdesk.Admin"}, Claims: map[string]any{"idtyp": "user"}})), status: s401, code: notAccess},
+		{name: "roles, no scp, no idtyp, sub not oid", group: "id tokens", header: bearer(f.mint(graphtest.Token{Scopes: []string{}, Roles: []string{"Helpdesk.Admin"}})), status: s401, code: notAccess},
+		{name: "unknown idtyp with roles", group: "id tokens", header: bearer(f.mint(graphtest.Token{Scopes: []string{}, Roles: []string{"Helpdesk.Admin"}, Claims: map[string]any{"idtyp": "device"}})), status: s401, code: notAccess},
+
 		// Structure.
 		{name: "JWE (five parts) for our key", group: "structure", header: bearer(jwe), status: s401, code: malformed},
 		{name: "nested JWT (cty JWT, payload a valid token)", group: "structure", header: bearer(sign(map[string]any{"cty": "JWT"}, []byte(other))), status: s401, code: malformed, secrets: []string{other}},
@@ -357,6 +378,15 @@ func hostileCorpus(t *testing.T, f *fixture) []hostileCase {
 		{name: "two aud, the first one ours", group: "duplicates", header: bearer(sign(nil, edit(`"azp":`, `"aud":"api://someone-else","azp":`))), status: s401, code: malformed},
 		{name: "two tid, the last one ours", group: "duplicates", header: bearer(sign(nil, edit(`"tid":`, `"tid":"`+otherTenant+`","tid":`))), status: s401, code: malformed},
 		{name: "two tid, the first one ours", group: "duplicates", header: bearer(sign(nil, edit(`"uti":`, `"tid":"`+otherTenant+`","uti":`))), status: s401, code: malformed},
+		// encoding/json matches member names by Unicode simple case folding
+		// (bytes.EqualFold), so these are duplicates to it too, read last-wins.
+		{name: "oid and OID, another object's last", group: "duplicates", header: bearer(sign(nil, edit(`"oid":"`+userOID+`"`, `"oid":"`+userOID+`","OID":"`+appOID+`"`))), status: s401, code: malformed},
+		{name: "tid and TID, another tenant's last", group: "duplicates", header: bearer(sign(nil, edit(`"tid":"`+graphtest.TenantID+`"`, `"tid":"`+graphtest.TenantID+`","TID":"`+otherTenant+`"`))), status: s401, code: malformed},
+		{name: "aud and AUD, someone else's last", group: "duplicates", header: bearer(sign(nil, edit(`"aud":"`+graphtest.APIClientID+`"`, `"aud":"`+graphtest.APIClientID+`","AUD":"api://someone-else"`))), status: s401, code: malformed},
+		{name: "scp and \u017fcp (U+017F long s), the last another scope", group: "duplicates", header: bearer(sign(nil, edit(`"scp":"access_as_user"`, "\"scp\":\"access_as_user\",\"\u017fcp\":\"Directory.AccessAsUser.All\""))), status: s401, code: malformed},
+		{name: "sub and \u017fub (U+017F long s), the last equal to oid", group: "duplicates", header: bearer(sign(nil, edit(`"sub":`, "\"sub\":\""+userOID+"\",\"\u017fub\":"))), status: s401, code: malformed},
+		{name: "kid and \u212aid (U+212A Kelvin sign) in the header", group: "duplicates", header: bearer(sign(map[string]any{"\u212aid": "no-such-key"}, good)), status: s401, code: malformed},
+		{name: "kid and KID in the header", group: "duplicates", header: bearer(sign(map[string]any{"KID": "no-such-key"}, good)), status: s401, code: malformed},
 
 		// Bytes that are not text.
 		{name: "non-UTF-8 bytes in oid", group: "bytes", header: bearer(sign(nil, nonUTF8("oid", userOID))), status: s401, code: notFound},

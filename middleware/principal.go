@@ -29,7 +29,12 @@ type Principal struct {
 	// Version is the ver claim, "1.0" or "2.0".
 	Version string
 	// AppOnly is true for tokens obtained by an application for itself
-	// (client credentials): idtyp "app", or no scp at all.
+	// (client credentials): idtyp "app" and no scp, or, where the optional
+	// idtyp claim is absent, no scp and sub equal to oid (Entra's app-only
+	// shape). It is false for user (delegated) tokens: scp, and idtyp absent
+	// or "user". [Authenticator] refuses a token that is neither, and ID
+	// tokens, rather than guess: a [Guard] skips the user-only account checks
+	// (sessions, password, risk) for app-only principals.
 	AppOnly bool
 	// Scopes are the delegated permissions in scp.
 	Scopes []string

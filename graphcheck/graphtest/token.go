@@ -28,7 +28,9 @@ type Token struct {
 	Version int
 	// ObjectID is the oid claim: the user's or service principal's object ID.
 	ObjectID string
-	// Subject is the sub claim. Default: derived from ObjectID.
+	// Subject is the sub claim. Default: ObjectID for app-only tokens, as
+	// Entra sets it; for user tokens a pairwise value derived from ObjectID
+	// and AppID.
 	Subject string
 	// AppID is the calling client application (azp in v2, appid in v1).
 	// Default [ClientAppID].
@@ -36,7 +38,8 @@ type Token struct {
 	// Audience is the aud claim. Default [APIClientID] for v2 and
 	// [APIAppIDURI] for v1.
 	Audience string
-	// App makes an app-only token: no scp, idtyp "app", no user names.
+	// App makes an app-only token: no scp, idtyp "app", sub equal to oid,
+	// no user names.
 	App bool
 	// Scopes are delegated permissions (scp, space-separated). Default
 	// ["access_as_user"] for user tokens, none for app-only tokens.
@@ -116,7 +119,11 @@ func (s *Server) Claims(t Token) (map[string]any, error) {
 		}
 	}
 	sub := t.Subject
-	if sub == "" {
+	switch {
+	case sub != "":
+	case t.App:
+		sub = t.ObjectID
+	default:
 		sub = pairwiseSubject(t.ObjectID, appID)
 	}
 	c := map[string]any{

@@ -28,18 +28,16 @@ type batchAnswer struct {
 	Body    json.RawMessage   `json:"body,omitempty"`
 }
 
-// handleBatch serves POST /$batch: JSON batching of up to 20 requests,
-// executed in order against the same handlers (sub-requests inherit the
-// outer Authorization header and are recorded and fault-matched one by one).
+// handleBatch serves POST /$batch, after [Server.handleGraph] has applied
+// faults and the bearer check to it: JSON batching of up to 20 requests,
+// executed in order through handleGraph (sub-requests inherit the outer
+// Authorization header and are recorded and fault-matched one by one).
 func (s *Server) handleBatch(req *graphRequest) graphResponse {
-	if resp, done := s.applyFault(req); done {
-		return resp
-	}
-	if resp, ok := s.checkAuth(req); !ok {
-		return resp
-	}
-	if req.method != http.MethodPost {
-		return s.graphError(req, http.StatusMethodNotAllowed, "Request_BadRequest", "Specified HTTP method is not allowed for the request target.")
+	switch {
+	case req.batchID != "":
+		return s.graphError(req, http.StatusBadRequest, "BadRequest", "A $batch request cannot contain a nested $batch request.")
+	case req.method != http.MethodPost:
+		return s.methodNotAllowed(req)
 	}
 	var payload struct {
 		Requests []batchItem `json:"requests"`
@@ -104,7 +102,7 @@ func (s *Server) handleBatch(req *graphRequest) graphResponse {
 // subRequest builds and records one sub-request of a batch.
 func (s *Server) subRequest(outer *graphRequest, it batchItem) *graphRequest {
 	sub := &graphRequest{
-		ctx: outer.ctx, method: strings.ToUpper(it.Method), version: outer.version,
+		ctx: outer.ctx, method: strings.ToUpper(it.Method),
 		header: outer.header.Clone(), bearer: outer.bearer, batchID: it.ID,
 	}
 	for k, v := range it.Headers {
@@ -121,7 +119,7 @@ func (s *Server) subRequest(outer *graphRequest, it batchItem) *graphRequest {
 	s.mu.Lock()
 	s.requests = append(s.requests, Request{
 		Method:      sub.method,
-		Path:        "/" + outer.version + sub.path,
+		Path:        graphVersion + sub.path,
 		Query:       rawQuery,
 		At:          s.clock.Now(),
 		BearerToken: sub.bearer,

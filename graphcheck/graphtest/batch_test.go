@@ -47,12 +47,15 @@ func subBody(m map[string]any) map[string]any {
 	return b
 }
 
-// clientBatch is the batch the PIM client sends for one principal.
+// clientBatch is a batch like those msgraph's Source sends for one
+// principal: its role and PIM for Groups instances, the role instances of
+// a role-assignable group, its groups, the role-assignable groups and its
+// account.
 func clientBatch(oid string) []batchReq {
 	eq := "$filter=principalId eq '" + oid + "'"
 	return []batchReq{
 		{ID: "1", Method: "GET", URL: assignmentsPath + "?" + eq + "&$select=roleDefinitionId,directoryScopeId,assignmentType,endDateTime"},
-		{ID: "2", Method: "GET", URL: eligibilityPath + "?" + eq},
+		{ID: "2", Method: "GET", URL: assignmentsPath + "?$filter=principalId eq '" + admins + "'"},
 		{ID: "3", Method: "GET", URL: groupAssignPath + "?" + eq},
 		{ID: "4", Method: "GET", URL: "/users/" + oid + "/transitiveMemberOf/microsoft.graph.group?$select=id,isAssignableToRole"},
 		{ID: "5", Method: "GET", URL: "groups?$filter=isAssignableToRole eq true&$select=id"},
@@ -189,9 +192,9 @@ func TestBatch(t *testing.T) {
 			batchReq{ID: "a", Method: "GET", URL: "/users/00000000-0000-4000-8000-000000000000"},
 			batchReq{ID: "b", Method: "GET", URL: "/users/" + alice, DependsOn: []string{"a"}},
 			batchReq{ID: "c", Method: "POST", URL: "/$batch"},
-			batchReq{ID: "d", Method: "GET", URL: "https://graph.microsoft.com/v1.0/me"},
+			batchReq{ID: "d", Method: "GET", URL: "https://graph.microsoft.com/v1.0/users/" + bob},
 			batchReq{ID: "e", Method: "DELETE", URL: groupAssignPath},
-			batchReq{ID: "f", Method: "POST", URL: "/users/" + bob + "/revokeSignInSessions"},
+			batchReq{ID: "f", Method: "GET", URL: "/users/" + bob + "?$select=id"},
 		)
 		want := map[string]int{"a": 404, "b": 424, "c": 400, "d": 400, "e": 405, "f": 200}
 		for id, st := range want {

@@ -26,32 +26,29 @@
 //
 // # The Graph half
 //
-// [Server.GraphURL] ({URL}/v1.0; beta is under {URL}/beta) serves:
+// [Server.GraphURL] ({URL}/v1.0; beta is not emulated) serves what
+// graphcheck/msgraph's Source and its Preflight read, with GET:
 //
-//   - GET /roleManagement/directory/roleAssignmentScheduleInstances and
-//     /roleEligibilityScheduleInstances (each also
-//     /filterByCurrentUser(on='principal')), /roleAssignments, and in beta
-//     /transitiveRoleAssignments;
-//   - GET /identityGovernance/privilegedAccess/group/assignmentScheduleInstances
-//     and /eligibilityScheduleInstances (and filterByCurrentUser), which
-//     require a $filter on groupId or principalId;
-//   - GET /users/{id|upn}, /servicePrincipals/{id}, /groups/{id},
-//     /directoryObjects/{id}, /me, and their /memberOf and
-//     /transitiveMemberOf, optionally cast to /microsoft.graph.group (or
-//     /graph.group, as the Go SDK sends it);
-//   - GET /users and /servicePrincipals (filterable on id and
-//     accountEnabled; users with Graph's default properties unless $select
-//     asks for others) and /groups (e.g. $filter=isAssignableToRole eq true),
-//     each item rendered as the single-object GET renders it;
-//   - POST /users/{id}/revokeSignInSessions and /me/revokeSignInSessions;
-//   - GET /identityProtection/riskyUsers and /identityProtection/riskyUsers/{id}
-//     (in beta also the older /riskyUsers and /riskyUsers/{id}), the
-//     Identity Protection riskyUser records, filterable on id;
-//   - POST /$batch with up to [MaxBatchRequests] sub-requests, executed in
-//     order (dependsOn is honoured with 424 Failed Dependency).
+//   - /roleManagement/directory/roleAssignmentScheduleInstances, filterable
+//     on principalId and roleDefinitionId, or unfiltered: every instance
+//     in force;
+//   - /identityGovernance/privilegedAccess/group/assignmentScheduleInstances,
+//     which, as in Graph, requires a $filter on groupId or principalId;
+//   - /users/{id} and /servicePrincipals/{id}, and their
+//     /transitiveMemberOf/microsoft.graph.group (or /graph.group, as the Go
+//     SDK sends it);
+//   - /users (filterable on id and accountEnabled; Graph's default
+//     properties unless $select asks for others) and /groups (e.g.
+//     $filter=isAssignableToRole eq true), each item rendered as the
+//     single-object GET renders it;
+//   - /identityProtection/riskyUsers and /identityProtection/riskyUsers/{id},
+//     the Identity Protection riskyUser records, filterable on id;
 //
-// Request bodies may be gzip-compressed (Content-Encoding: gzip), as Kiota's
-// compression handler sends them.
+// and POST /$batch with up to [MaxBatchRequests] sub-requests, executed in
+// order (dependsOn is honoured with 424 Failed Dependency). Request bodies
+// may be gzip-compressed (Content-Encoding: gzip), as Kiota's compression
+// handler sends them. Any other path answers 400 BadRequest naming the
+// first segment it does not know, any other method 405.
 //
 // Collections honour $select, $filter (clauses "prop eq 'guid'",
 // "prop in ('guid',...)", "prop eq true" joined by "and"; anything else,
@@ -59,9 +56,8 @@
 // paging through @odata.nextLink and $skiptoken when [Options.GraphPageSize]
 // or [Server.SetGraphPageSize] sets a page size. Errors use Graph's envelope
 // {"error":{"code","message","innerError":{...}}}; unknown objects are 404
-// Request_ResourceNotFound. /me and filterByCurrentUser read the oid claim
-// of the bearer token without verifying it. [Options.RequireGraphAuth]
-// refuses requests without a bearer token.
+// Request_ResourceNotFound. [Options.RequireGraphAuth] refuses requests
+// without a bearer token; the token itself is not verified.
 //
 // # Seeding the directory and driving PIM
 //
@@ -71,19 +67,21 @@
 // or role-assignable groups); [Server.ActivateRole] and
 // [Server.DeactivateRole] drive PIM activation. [Server.AssignGroup],
 // [Server.MakeGroupEligible], [Server.ActivateGroup] and
-// [Server.DeactivateGroup] do the same for PIM for Groups; an active member
-// instance makes the principal a (transitive) member of the group while it
-// lasts. An instance whose endDateTime is not after the clock's now, or
-// whose startDateTime is after it, is not returned. The seeding methods
-// return errors wrapping [ErrInvalid], [ErrNotFound], [ErrConflict],
-// [ErrNotEligible] or [ErrNotActive].
+// [Server.DeactivateGroup] do the same for PIM for Groups, with the same
+// rules; an active member instance makes the principal a (transitive)
+// member of the group while it lasts. Eligibilities are kept, not served:
+// they show only in what activation allows. An instance whose endDateTime
+// is not after the clock's now, or whose startDateTime is after it, is not
+// returned. The seeding methods return errors wrapping [ErrInvalid],
+// [ErrNotFound], [ErrConflict], [ErrNotEligible] or [ErrNotActive].
 //
 // [Server.SetAccountEnabled], [Server.SetServicePrincipalEnabled],
 // [Server.RevokeSignInSessions] and [Server.ChangePassword] change what an
 // account check (as continuous access evaluation does) reads.
 // [Server.DeleteUser] and [Server.DeleteServicePrincipal] remove an object:
 // it answers 404 Request_ResourceNotFound everywhere, and its group
-// memberships and PIM instances are removed with it.
+// memberships and PIM instances, eligibilities included, are removed with
+// it.
 //
 // # Identity Protection
 //
@@ -95,7 +93,7 @@
 // P2 and callers holding IdentityRiskyUser.Read.All; the emulator checks
 // neither, so inject [LicenseRequiredFault] or [DeniedFault] with
 // [Server.InjectGraphFault] and a path prefix such as "/identityProtection/"
-// (and "/riskyUsers" for the older beta path) to test those refusals.
+// to test those refusals.
 // Identity Protection also allows only about one request per second per
 // tenant, for all apps together, and may throttle without a Retry-After
 // header: [Options.RiskyUsersPerSecond] and [Server.SetRiskyUsersPerSecond]
@@ -115,14 +113,19 @@
 //
 // # What is not modelled
 //
-// Token verification by Graph, permissions, consent and licences,
-// activation policies (maximum duration, MFA, approval, justification),
-// schedule requests and schedules (only instances), directory roles as
+// Token verification by Graph, permissions, consent and licences, the beta
+// API, activation policies (maximum duration, MFA, approval,
+// justification), schedule requests and schedules (only assignment
+// instances), eligibility instances, the filterByCurrentUser functions and
+// /me, roleAssignments and transitiveRoleAssignments, directory roles as
 // objects, administrative units beyond their IDs in directoryScopeId, app
-// scopes, dynamic groups, the recycle bin (directory/deletedItems, restore),
-// writes other than revokeSignInSessions, Identity Protection beyond
-// riskyUser records (risk detections, risky service principals, a record's
-// history, the dismiss and confirmCompromised actions, risk-based policies)
-// and throttling of anything but riskyUsers (inject [ThrottledFault]), and
-// Graph's $expand, $orderby and $search (answered with 400).
+// scopes, lookups by userPrincipalName, /directoryObjects, /groups/{id},
+// direct memberOf, dynamic groups, the recycle bin
+// (directory/deletedItems, restore), writes (the seeding methods stand in
+// for them), Identity Protection beyond riskyUser records (risk
+// detections, risky service principals, a record's history, the dismiss
+// and confirmCompromised actions, risk-based policies) and throttling of
+// anything but riskyUsers (inject [ThrottledFault]), and Graph's $expand,
+// $orderby and $search (answered with 400): the Graph half serves what the
+// repository's Graph client reads, and no more.
 package graphtest

@@ -77,13 +77,13 @@ const (
 type GraphMatch struct {
 	// PathPrefix is compared, case-insensitively, with the path below the
 	// version root, e.g. "/roleManagement/", "/users/", "/$batch"; a leading
-	// "/v1.0" or "/beta" is ignored. Empty matches every Graph request,
+	// "/v1.0" is ignored. Empty matches every Graph request,
 	// including the POST /$batch itself unless Scope is InsideBatch.
 	PathPrefix string
 	// Path, if set, must equal the path below the version root
 	// (case-insensitively, without the query), e.g. "/users/{id}" for that
-	// user alone and not its /transitiveMemberOf; a leading "/v1.0" or
-	// "/beta" is ignored.
+	// user alone and not its /transitiveMemberOf; a leading "/v1.0" is
+	// ignored.
 	Path string
 	// Method, if set, must equal the request method (e.g. "GET").
 	Method string
@@ -115,12 +115,10 @@ func (m GraphMatch) matches(r *graphRequest) bool {
 	return strings.HasPrefix(strings.ToLower(r.path), strings.ToLower(versionless(m.PathPrefix)))
 }
 
-// versionless drops a leading "/v1.0" or "/beta" from a path.
+// versionless drops a leading "/v1.0" from a path.
 func versionless(p string) string {
-	for _, v := range []string{"/v1.0", "/beta"} {
-		if rest, ok := strings.CutPrefix(p, v); ok && (rest == "" || rest[0] == '/') {
-			return rest
-		}
+	if rest, ok := strings.CutPrefix(p, graphVersion); ok && (rest == "" || rest[0] == '/') {
+		return rest
 	}
 	return p
 }
@@ -139,20 +137,7 @@ type graphFault struct {
 // [Server.InjectFault] faults are checked before these, on whole HTTP
 // requests only.
 func (s *Server) InjectGraphFault(match GraphMatch, f Fault) (remove func()) {
-	gf := &graphFault{match: match, fault: f, left: f.Times}
-	s.mu.Lock()
-	s.graphFaults = append(s.graphFaults, gf)
-	s.mu.Unlock()
-	return func() {
-		s.mu.Lock()
-		defer s.mu.Unlock()
-		for i, g := range s.graphFaults {
-			if g == gf {
-				s.graphFaults = append(s.graphFaults[:i], s.graphFaults[i+1:]...)
-				return
-			}
-		}
-	}
+	return addFault(s, &s.graphFaults, &graphFault{match: match, fault: f, left: f.Times})
 }
 
 // takeGraphFault returns the fault for r, if any, consuming one use.

@@ -156,10 +156,8 @@ func byPrincipal(oid string) string {
 }
 
 const (
-	assignmentsPath  = "/roleManagement/directory/roleAssignmentScheduleInstances"
-	eligibilityPath  = "/roleManagement/directory/roleEligibilityScheduleInstances"
-	groupAssignPath  = "/identityGovernance/privilegedAccess/group/assignmentScheduleInstances"
-	groupEligiblePth = "/identityGovernance/privilegedAccess/group/eligibilityScheduleInstances"
+	assignmentsPath = "/roleManagement/directory/roleAssignmentScheduleInstances"
+	groupAssignPath = "/identityGovernance/privilegedAccess/group/assignmentScheduleInstances"
 )
 
 // ids returns the named property of each item.
@@ -172,7 +170,8 @@ func ids(items []map[string]any, prop string) []string {
 	return out
 }
 
-// groupsOf returns the IDs of the groups GET .../transitiveMemberOf lists.
+// groupsOf returns the IDs of the groups GET
+// .../transitiveMemberOf/microsoft.graph.group lists.
 func (f *fixture) groupsOf(kind, oid string) []string {
 	f.t.Helper()
 	return ids(f.getOK("/"+kind+"/"+oid+"/transitiveMemberOf/microsoft.graph.group?$select=id,isAssignableToRole").values(f.t), "id")
@@ -191,7 +190,7 @@ func equal(a, b []string) bool {
 }
 
 // list GETs a collection and checks the ids of its items, in order, and its
-// @odata.context ({version}/$metadata#{context}); it returns the items.
+// @odata.context ({GraphURL}/$metadata#{context}); it returns the items.
 func (f *fixture) list(path string, wantIDs []string, context string) []map[string]any {
 	f.t.Helper()
 	r := f.getOK(path)
@@ -199,11 +198,7 @@ func (f *fixture) list(path string, wantIDs []string, context string) []map[stri
 	if got := ids(items, "id"); !equal(got, wantIDs) {
 		f.t.Fatalf("ids %v, want %v", got, wantIDs)
 	}
-	version := "/v1.0/"
-	if strings.Contains(path, "/beta/") {
-		version = "/beta/"
-	}
-	if want := f.srv.URL + version + "$metadata#" + context; r.body["@odata.context"] != want {
+	if want := f.srv.GraphURL() + "/$metadata#" + context; r.body["@odata.context"] != want {
 		f.t.Errorf("context %v, want %s", r.body["@odata.context"], want)
 	}
 	return items

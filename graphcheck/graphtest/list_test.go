@@ -28,10 +28,9 @@ func TestListDirectoryObjects(t *testing.T) {
 		{"users id in", "/users?" + q("id in ('"+carol+"', '"+alice+"', '"+daemon+"')") + "&$select=id", []string{alice, carol}, []string{"id"}, "users(id)"},
 		{"users accountEnabled", "/users?" + q("accountEnabled eq false"), []string{bob}, nil, "users"},
 		{"users id and accountEnabled", "/users?" + q("id in ('"+alice+"','"+bob+"') and accountEnabled eq true"), []string{alice}, nil, "users"},
-		{"service principals", "/servicePrincipals", []string{daemon},
-			[]string{"id", "accountEnabled", "appId", "displayName", "servicePrincipalType"}, "servicePrincipals"},
-		{"service principals id", "/servicePrincipals?" + q("id eq '"+alice+"'"), []string{}, nil, "servicePrincipals"},
-		{"beta users", f.srv.URL + "/beta/users?$select=id", []string{alice, bob, carol}, []string{"id"}, "users(id)"},
+		{"users id of a service principal", "/users?" + q("id eq '"+daemon+"'"), []string{}, nil, "users"},
+		{"groups", "/groups?$select=id,isAssignableToRole", []string{admins, staff, everyone}, []string{"id", "isAssignableToRole"},
+			"groups(id,isAssignableToRole)"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -53,7 +52,6 @@ func TestListDirectoryObjects(t *testing.T) {
 	for _, c := range []struct{ collection, query string }{
 		{"/users", ""},
 		{"/users", "?$select=id,accountEnabled,lastPasswordChangeDateTime"},
-		{"/servicePrincipals", ""},
 	} {
 		for _, it := range f.getOK(c.collection + c.query).values(t) {
 			one := c.collection + "/" + it["id"].(string) + c.query
@@ -68,9 +66,9 @@ func TestListDirectoryObjects(t *testing.T) {
 	errs := []struct{ name, path string }{
 		{"not a GUID", "/users?" + q("id eq 'alice'")},
 		{"unsupported property", "/users?" + q("userPrincipalName eq 'alice@contoso.test'")},
-		{"or", "/servicePrincipals?" + q("id eq '"+daemon+"' or accountEnabled eq true")},
+		{"or", "/users?" + q("id eq '"+alice+"' or accountEnabled eq true")},
 		{"$top too large", "/users?$top=1000"},
-		{"unknown $select", "/servicePrincipals?$select=id,signInAudience"},
+		{"unknown $select", "/servicePrincipals/" + daemon + "?$select=id,signInAudience"},
 		{"$orderby", "/users?$orderby=displayName"},
 	}
 	for _, tt := range errs {

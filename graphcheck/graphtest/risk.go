@@ -2,7 +2,6 @@ package graphtest
 
 import (
 	"fmt"
-	"net/http"
 	"slices"
 	"strings"
 	"time"
@@ -71,8 +70,7 @@ func (s *Server) SetUserRisk(oid, riskLevel, riskState string) error {
 		return fmt.Errorf("%w: riskState %q is not one of %s", ErrInvalid, riskState, strings.Join(riskStates, ", "))
 	}
 	now := s.clock.Now()
-	return s.updateObject(oid, kindUser, func(u *dirObject) {
-		d := &s.dir
+	return s.updateObject(oid, kindUser, func(d *directory, u *dirObject) error {
 		r := d.risky[u.id]
 		if r == nil {
 			r = &riskRecord{id: u.id}
@@ -81,6 +79,7 @@ func (s *Server) SetUserRisk(oid, riskLevel, riskState string) error {
 		}
 		r.level, r.state, r.detail, r.updated = riskLevel, riskState, riskDetail(riskLevel, riskState), now
 		r.displayName, r.upn = u.displayName, u.upn
+		return nil
 	})
 }
 
@@ -113,25 +112,8 @@ func (s *Server) SetRiskyUsersPerSecond(n int) {
 	s.riskyPerSecond = n
 }
 
-// admitRiskyUsers counts one request to the riskyUsers endpoints in the
-// clock's current second and refuses it beyond the limit.
-func (s *Server) admitRiskyUsers(req *graphRequest) (graphResponse, bool) {
-	window := s.clock.Now().Truncate(time.Second)
-	s.mu.Lock()
-	if !window.Equal(s.riskyWindow) {
-		s.riskyWindow, s.riskyCount = window, 0
-	}
-	s.riskyCount++
-	limit, n := s.riskyPerSecond, s.riskyCount
-	s.mu.Unlock()
-	if limit <= 0 || n <= limit {
-		return graphResponse{}, true
-	}
-	// Identity Protection may leave Retry-After out; so does the emulator.
-	return s.throttled(req, "TooManyRequests", "Please retry again later."), false
-}
-
 var riskyUserEndpoint = endpoint{
+	context:  "identityProtection/riskyUsers",
 	typeName: "microsoft.graph.riskyUser",
 	props: []string{"id", "isDeleted", "isProcessing", "riskLevel", "riskState", "riskDetail",
 		"riskLastUpdatedDateTime", "userDisplayName", "userPrincipalName"},
@@ -157,14 +139,32 @@ func (d *directory) riskyUserEntity(r *riskRecord) entity {
 	}
 }
 
-// getRiskyUser serves GET .../riskyUsers/{id}; context is the entity set
-// ("identityProtection/riskyUsers" or, in beta, "riskyUsers").
-func (s *Server) getRiskyUser(req *graphRequest, context, id string) graphResponse {
-	ep := riskyUserEndpoint
-	ep.context = context
-	q, msg := s.parseQuery(req, &ep)
-	if msg != "" {
-		return s.graphError(req, http.StatusBadRequest, ep.badRequest(), msg)
+var riskyUserListEndpoint = withFilters(riskyUserEndpoint, map[string]filterKind{"id": filterGUID})
+
+// riskyQuery counts a request to the riskyUsers endpoints in the clock's
+// current second and parses its query for ep; it returns the 429 to answer
+// beyond [Options.RiskyUsersPerSecond], or the 400 for a bad query.
+func (s *Server) riskyQuery(req *graphRequest, ep *endpoint) (odataQuery, graphResponse, bool) {
+	window := s.clock.Now().Truncate(time.Second)
+	s.mu.Lock()
+	if !window.Equal(s.riskyWindow) {
+		s.riskyWindow, s.riskyCount = window, 0
+	}
+	s.riskyCount++
+	limit, n := s.riskyPerSecond, s.riskyCount
+	s.mu.Unlock()
+	if limit > 0 && n > limit {
+		// Identity Protection may leave Retry-After out; so does the emulator.
+		return odataQuery{}, s.throttled(req, "TooManyRequests", "Please retry again later."), false
+	}
+	return s.parseQuery(req, ep)
+}
+
+// getRiskyUser serves GET /identityProtection/riskyUsers/{id}.
+func (s *Server) getRiskyUser(req *graphRequest, id string) graphResponse {
+	q, resp, ok := s.riskyQuery(req, &riskyUserEndpoint)
+	if !ok {
+		return resp
 	}
 	d := &s.dir
 	d.mu.Lock()
@@ -177,18 +177,15 @@ func (s *Server) getRiskyUser(req *graphRequest, context, id string) graphRespon
 	if r == nil {
 		return s.resourceNotFound(req, id)
 	}
-	return s.single(req, &ep, q, e)
+	return s.single(req, &riskyUserEndpoint, q, e)
 }
 
-// listRiskyUsers serves GET .../riskyUsers: the records in the order they
-// were created, filterable on id.
-func (s *Server) listRiskyUsers(req *graphRequest, context string) graphResponse {
-	ep := riskyUserEndpoint
-	ep.context = context
-	ep.filterable = map[string]filterKind{"id": filterGUID}
-	q, msg := s.parseQuery(req, &ep)
-	if msg != "" {
-		return s.graphError(req, http.StatusBadRequest, ep.badRequest(), msg)
+// listRiskyUsers serves GET /identityProtection/riskyUsers: the records in
+// the order they were created, filterable on id.
+func (s *Server) listRiskyUsers(req *graphRequest) graphResponse {
+	q, resp, ok := s.riskyQuery(req, &riskyUserListEndpoint)
+	if !ok {
+		return resp
 	}
 	d := &s.dir
 	d.mu.Lock()
@@ -197,5 +194,5 @@ func (s *Server) listRiskyUsers(req *graphRequest, context string) graphResponse
 		items = append(items, d.riskyUserEntity(d.risky[id]))
 	}
 	d.mu.Unlock()
-	return s.collection(req, &ep, q, filterItems(items, q.filter))
+	return s.collection(req, &riskyUserListEndpoint, q, items)
 }

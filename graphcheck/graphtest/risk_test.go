@@ -60,8 +60,6 @@ func TestUserRisk(t *testing.T) {
 		name, url, context string
 	}{
 		{"v1.0", s.GraphURL() + riskyPath + "/" + alice, s.GraphURL() + "/$metadata#identityProtection/riskyUsers"},
-		{"beta", s.URL + "/beta" + riskyPath + "/" + alice, s.URL + "/beta/$metadata#identityProtection/riskyUsers"},
-		{"old beta", s.URL + "/beta/riskyUsers/" + alice, s.URL + "/beta/$metadata#riskyUsers"},
 		{"case-insensitive", s.GraphURL() + "/IdentityProtection/RiskyUsers/" + strings.ToUpper(alice), s.GraphURL() + "/$metadata#identityProtection/riskyUsers"},
 	}
 	for _, p := range paths {
@@ -88,7 +86,7 @@ func TestUserRisk(t *testing.T) {
 		{"unknown ID", riskyPath + "/00000000-0000-4000-8000-000000000000", 404, "Request_ResourceNotFound"},
 		{"service principal", riskyPath + "/" + daemon, 404, "Request_ResourceNotFound"},
 		{"not a GUID", riskyPath + "/alice@contoso.test", 404, "Request_ResourceNotFound"},
-		{"old beta path in v1.0", "/riskyUsers/" + alice, 400, "BadRequest"},
+		{"old beta path", "/riskyUsers/" + alice, 400, "BadRequest"},
 		{"risk detections", "/identityProtection/riskDetections", 400, "BadRequest"},
 		{"history", riskyPath + "/" + alice + "/history", 400, "BadRequest"},
 		{"unknown $select", riskyPath + "/" + alice + "?$select=isGuest", 400, "BadRequest"},
@@ -221,8 +219,6 @@ func TestRiskyUsersCollection(t *testing.T) {
 			"identityProtection/riskyUsers(id)"},
 		{"no match", riskyPath + "?" + q("id eq '"+bob+"'"), []string{}, 0, "identityProtection/riskyUsers"},
 		{"$top", riskyPath + "?$top=1", []string{carol}, 9, "identityProtection/riskyUsers"},
-		{"beta", s.URL + "/beta" + riskyPath, []string{carol, alice}, 9, "identityProtection/riskyUsers"},
-		{"old beta", s.URL + "/beta/riskyUsers?$select=id", []string{carol, alice}, 1, "riskyUsers(id)"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -294,7 +290,6 @@ func TestRiskyUsersThrottling(t *testing.T) {
 	}{
 		{"first request", 0, one, 200},
 		{"second in the same second", 0, riskyPath, 429},
-		{"the beta path shares the budget", 0, s.URL + "/beta/riskyUsers/" + alice, 429},
 		{"an unknown record is throttled too", 0, riskyPath + "/" + bob, 429},
 		{"other endpoints are not throttled", 0, "/users/" + alice, 200},
 		{"still the same second", 999 * time.Millisecond, one, 429},

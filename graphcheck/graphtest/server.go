@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -46,7 +47,7 @@ type Options struct {
 	// not verified. Default false: such requests are served (and recorded
 	// with an empty [Request.BearerToken]). See also [Server.SetRequireGraphAuth].
 	RequireGraphAuth bool
-	// ExpandGroupRoleInstances makes the role schedule-instance endpoints,
+	// ExpandGroupRoleInstances makes GET roleAssignmentScheduleInstances,
 	// when filtered by principalId, also return one memberType "Group"
 	// instance per role the principal holds through an active membership of
 	// a role-assignable group (principalId set to the member,
@@ -63,10 +64,10 @@ type Options struct {
 	// the second) answers 429 TooManyRequests without a Retry-After header,
 	// as Identity Protection may. Since the clock moves only when a test
 	// moves it, the next request after [Clock.Advance] by a second succeeds
-	// again. Requests answered by an injected fault or refused for lack of a
-	// bearer token do not count. Zero, the default, means unlimited; other
-	// endpoints are never throttled (inject [ThrottledFault] for that). See
-	// also [Server.SetRiskyUsersPerSecond].
+	// again. Requests answered by an injected fault, refused for lack of a
+	// bearer token or not a GET do not count. Zero, the default, means
+	// unlimited; other endpoints are never throttled (inject
+	// [ThrottledFault] for that). See also [Server.SetRiskyUsersPerSecond].
 	RiskyUsersPerSecond int
 }
 
@@ -125,7 +126,7 @@ type Request struct {
 	BearerToken string
 	// BatchID is the id of a Graph $batch sub-request, empty for a request
 	// that arrived on its own. Sub-requests are recorded after their outer
-	// POST /v1.0/$batch, with Path prefixed by the outer version (e.g.
+	// POST /v1.0/$batch, with Path prefixed by /v1.0 (e.g.
 	// /v1.0/users/{id}) and Query holding the sub-request's query.
 	BatchID string
 }
@@ -179,8 +180,8 @@ func (s *Server) Close() {
 
 // GraphURL returns the base URL of the emulated Microsoft Graph v1.0
 // endpoint, {URL}/v1.0, for a Graph client's base URL setting. The beta
-// endpoint is served under {URL}/beta.
-func (s *Server) GraphURL() string { return s.URL + "/v1.0" }
+// endpoint is not emulated.
+func (s *Server) GraphURL() string { return s.URL + graphVersion }
 
 // Clock returns the clock the server mints tokens with.
 func (s *Server) Clock() *Clock { return s.clock }
@@ -229,19 +230,19 @@ func (s *Server) ResetRequests() {
 // sub-requests) and answers in the login endpoint's error format; for Graph
 // paths prefer [Server.InjectGraphFault].
 func (s *Server) InjectFault(match func(*http.Request) bool, status int) (remove func()) {
-	f := &fault{match: match, status: status}
+	return addFault(s, &s.faults, &fault{match: match, status: status})
+}
+
+// addFault appends f to *list under s.mu and returns the function that
+// removes it again; calling that twice does nothing more.
+func addFault[F comparable](s *Server, list *[]F, f F) (remove func()) {
 	s.mu.Lock()
-	s.faults = append(s.faults, f)
+	*list = append(*list, f)
 	s.mu.Unlock()
 	return func() {
 		s.mu.Lock()
 		defer s.mu.Unlock()
-		for i, g := range s.faults {
-			if g == f {
-				s.faults = append(s.faults[:i], s.faults[i+1:]...)
-				return
-			}
-		}
+		*list = slices.DeleteFunc(*list, func(g F) bool { return g == f })
 	}
 }
 
@@ -272,7 +273,7 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 		writeEntraError(w, injected.status, "temporarily_unavailable", "AADSTS50000: injected fault")
 		return
 	}
-	if _, _, ok := splitGraphPath(r.URL.Path); ok {
+	if _, ok := graphPath(r.URL.Path); ok {
 		s.serveGraph(w, r)
 		return
 	}

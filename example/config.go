@@ -13,7 +13,8 @@ import (
 
 // config is the example's configuration, read from PIMGUARD_* environment
 // variables. The presence of PIMGUARD_TENANT_ID selects real mode; without
-// it the example runs in demo mode against an in-process fake tenant.
+// it, and without any of [realModeVars], the example runs in demo mode
+// against an in-process fake tenant.
 type config struct {
 	TenantID      string
 	Audiences     []string
@@ -30,14 +31,107 @@ type config struct {
 	Addr          string
 }
 
-// Demo reports whether no tenant is configured.
+// Demo reports whether no tenant is configured. loadConfig refuses a
+// configuration that sets any of [realModeVars] without a tenant, so Demo
+// never guesses at a half-configured real mode.
 func (c config) Demo() bool { return c.TenantID == "" }
+
+// The variables loadConfig reads, classified in one place: checkMode reads
+// realModeVars, and the tests fail when loadConfig reads a variable that is
+// neither here nor PIMGUARD_TENANT_ID, so a new real-mode variable cannot be
+// forgotten by the check.
+//
+// The Azure SDK's variables (AZURE_CLIENT_ID, AZURE_TENANT_ID,
+// AZURE_CLIENT_SECRET, AZURE_FEDERATED_TOKEN_FILE, …), which
+// DefaultAzureCredential reads in real mode, are deliberately in neither
+// list: developers often set them machine-wide for other tools, and they must
+// not stop the demo from starting.
+var (
+	// realModeVars configure real mode only; the demo ignores them. Any of
+	// them set without PIMGUARD_TENANT_ID is a mistake (a misspelt tenant
+	// variable, a secret that expanded to nothing) and stops the program:
+	// falling back to the demo would serve an API whose /demo routes mint
+	// administrators' tokens for anyone who asks.
+	realModeVars = []string{
+		"PIMGUARD_AUDIENCES",
+		"PIMGUARD_AUTHORITY",
+		"PIMGUARD_GRAPH_URL",
+		"PIMGUARD_GRAPH_AUTH",
+		"PIMGUARD_AUDITORS_GROUP",
+	}
+	// sharedVars configure both modes, so setting them selects neither.
+	sharedVars = []string{
+		"PIMGUARD_CACHE_TTL",
+		"PIMGUARD_NEGATIVE_TTL",
+		"PIMGUARD_CLAIMS_POLICY",
+		"PIMGUARD_MAX_STALE",
+		"PIMGUARD_ACCOUNT_CHECKS",
+		"PIMGUARD_PREFLIGHT",
+		"PIMGUARD_ADDR",
+	}
+)
+
+// checkMode refuses a configuration without PIMGUARD_TENANT_ID that sets
+// any of [realModeVars], naming them. A variable counts as set when it is
+// not empty, blanks included: getenv cannot tell empty from unset.
+func checkMode(getenv func(string) string) error {
+	var set []string
+	for _, name := range realModeVars {
+		if getenv(name) != "" {
+			set = append(set, name)
+		}
+	}
+	if len(set) == 0 {
+		return nil
+	}
+	names, verb := strings.Join(set, ", "), "is"
+	if len(set) > 1 {
+		verb = "are"
+	}
+	return fmt.Errorf("%s %s set but PIMGUARD_TENANT_ID is not: set PIMGUARD_TENANT_ID for real mode, or unset %s for the demo", names, verb, names)
+}
+
+// checkListenAddr validates the address the server will listen on, taken
+// from source (PIMGUARD_ADDR, or -addr which overrides it). In demo mode the
+// host must be a loopback IP or "localhost": the demo's /demo routes hand
+// out administrators' tokens to anyone who asks, so nothing off this machine
+// may reach them. An empty host (":8080") listens on every interface and is
+// refused too. Real mode listens wherever it is told.
+func (c config) checkListenAddr(source string) error {
+	host, err := listenHost(source, c.Addr)
+	if err != nil || !c.Demo() || graphcheck.IsLoopbackHost(host) {
+		return err
+	}
+	return fmt.Errorf("%s: %q is not a loopback address: the demo mints administrators' tokens for anyone who can reach it, "+
+		"so it listens on 127.0.0.1, [::1] or localhost only", source, c.Addr)
+}
+
+// listenHost returns addr's host, or an error naming source when addr is not
+// host:port.
+func listenHost(source, addr string) (string, error) {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return "", fmt.Errorf("%s: %q is not host:port: %v", source, addr, err)
+	}
+	return host, nil
+}
 
 // loadConfig reads and validates the configuration. Every error names the
 // variable at fault: the program must never start half-configured.
 func loadConfig(getenv func(string) string) (config, error) {
+	rawTenant := getenv("PIMGUARD_TENANT_ID")
+	if strings.TrimSpace(rawTenant) == "" {
+		if rawTenant != "" {
+			// Set, but to blanks: a secret that expanded to nothing,
+			// never a request for the demo.
+			return config{}, fmt.Errorf("PIMGUARD_TENANT_ID: %q is not a tenant ID (GUID)", rawTenant)
+		}
+		if err := checkMode(getenv); err != nil {
+			return config{}, err
+		}
+	}
 	c := config{
-		TenantID:      strings.TrimSpace(getenv("PIMGUARD_TENANT_ID")),
+		TenantID:      strings.TrimSpace(rawTenant),
 		Authority:     orDefault(getenv("PIMGUARD_AUTHORITY"), "https://login.microsoftonline.com"),
 		GraphURL:      orDefault(getenv("PIMGUARD_GRAPH_URL"), "https://graph.microsoft.com/v1.0"),
 		GraphAuth:     orDefault(getenv("PIMGUARD_GRAPH_AUTH"), "azure"),
@@ -75,8 +169,8 @@ func loadConfig(getenv func(string) string) (config, error) {
 	if c.AuditorsGroup != "" && !graphcheck.IsGUID(c.AuditorsGroup) {
 		return c, fmt.Errorf("PIMGUARD_AUDITORS_GROUP: %q is not a group object ID (GUID)", c.AuditorsGroup)
 	}
-	if _, _, err := net.SplitHostPort(c.Addr); err != nil {
-		return c, fmt.Errorf("PIMGUARD_ADDR: %q is not host:port: %v", c.Addr, err)
+	if _, err := listenHost("PIMGUARD_ADDR", c.Addr); err != nil {
+		return c, err
 	}
 	if c.Demo() {
 		return c, nil

@@ -1,7 +1,14 @@
 package main
 
 import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"maps"
+	"net"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -10,10 +17,11 @@ import (
 
 func env(kv map[string]string) func(string) string { return func(k string) string { return kv[k] } }
 
+const testTenant = "8d3f0a52-6b1e-4c2a-9f4e-1a7b2c3d4e5f"
+
 func TestLoadConfig(t *testing.T) {
-	const tenant = "8d3f0a52-6b1e-4c2a-9f4e-1a7b2c3d4e5f"
 	real := func(extra map[string]string) map[string]string {
-		m := map[string]string{"PIMGUARD_TENANT_ID": tenant, "PIMGUARD_AUDIENCES": "api://helpdesk, c1d2e3f4-a5b6-4c7d-8e9f-0a1b2c3d4e5f"}
+		m := map[string]string{"PIMGUARD_TENANT_ID": testTenant, "PIMGUARD_AUDIENCES": "api://helpdesk, c1d2e3f4-a5b6-4c7d-8e9f-0a1b2c3d4e5f"}
 		for k, v := range extra {
 			m[k] = v
 		}
@@ -39,7 +47,7 @@ func TestLoadConfig(t *testing.T) {
 		{"max stale zero is fine", map[string]string{"PIMGUARD_MAX_STALE": "0"}, ""},
 		{"max stale bad", map[string]string{"PIMGUARD_MAX_STALE": "1 minute"}, "PIMGUARD_MAX_STALE"},
 		{"claims policy unknown", map[string]string{"PIMGUARD_CLAIMS_POLICY": "token"}, "PIMGUARD_CLAIMS_POLICY"},
-		{"auditors group not a GUID", map[string]string{"PIMGUARD_AUDITORS_GROUP": "auditors"}, "PIMGUARD_AUDITORS_GROUP"},
+		{"auditors group not a GUID", real(map[string]string{"PIMGUARD_AUDITORS_GROUP": "auditors"}), "PIMGUARD_AUDITORS_GROUP"},
 		{"address without port", map[string]string{"PIMGUARD_ADDR": "localhost"}, "PIMGUARD_ADDR"},
 		{"account checks", map[string]string{"PIMGUARD_ACCOUNT_CHECKS": "enabled, sessions,password,risk"}, ""},
 		{"account check unknown", map[string]string{"PIMGUARD_ACCOUNT_CHECKS": "enabled,mfa"}, "PIMGUARD_ACCOUNT_CHECKS"},
@@ -69,7 +77,7 @@ func TestLoadConfigDefaults(t *testing.T) {
 		c.AccountChecks != 0 || c.Preflight {
 		t.Errorf("defaults: %+v", c)
 	}
-	c, err = loadConfig(env(map[string]string{"PIMGUARD_TENANT_ID": "8d3f0a52-6b1e-4c2a-9f4e-1a7b2c3d4e5f", "PIMGUARD_AUDIENCES": "api://x"}))
+	c, err = loadConfig(env(map[string]string{"PIMGUARD_TENANT_ID": testTenant, "PIMGUARD_AUDIENCES": "api://x"}))
 	if err != nil || !c.Preflight {
 		t.Errorf("real mode: preflight %v, %v; want on by default", c.Preflight, err)
 	}
@@ -77,4 +85,315 @@ func TestLoadConfigDefaults(t *testing.T) {
 	if err != nil || c.AccountChecks != middleware.CheckAccountEnabled|middleware.CheckUserRisk {
 		t.Errorf("PIMGUARD_ACCOUNT_CHECKS: %v, %v", c.AccountChecks, err)
 	}
+}
+
+// realModeExamples and sharedExamples hold a valid value for every variable
+// of realModeVars and sharedVars; the tests fail when one is missing, so a
+// variable added to either list is tested too.
+var (
+	realModeExamples = map[string]string{
+		"PIMGUARD_AUDIENCES":      "api://helpdesk",
+		"PIMGUARD_AUTHORITY":      "http://127.0.0.1:9/authority",
+		"PIMGUARD_GRAPH_URL":      "http://127.0.0.1:9/v1.0",
+		"PIMGUARD_GRAPH_AUTH":     "none",
+		"PIMGUARD_AUDITORS_GROUP": "c1d2e3f4-a5b6-4c7d-8e9f-0a1b2c3d4e5f",
+	}
+	sharedExamples = map[string]string{
+		"PIMGUARD_CACHE_TTL":      "10s",
+		"PIMGUARD_NEGATIVE_TTL":   "2s",
+		"PIMGUARD_CLAIMS_POLICY":  "token-and-live",
+		"PIMGUARD_MAX_STALE":      "1m",
+		"PIMGUARD_ACCOUNT_CHECKS": "enabled,sessions",
+		"PIMGUARD_PREFLIGHT":      "off",
+		"PIMGUARD_ADDR":           "127.0.0.1:0",
+	}
+)
+
+// exampleValue returns the valid example value of a classified variable.
+func exampleValue(t *testing.T, name string) string {
+	t.Helper()
+	v, ok := realModeExamples[name]
+	if !ok {
+		v, ok = sharedExamples[name]
+	}
+	if !ok {
+		t.Fatalf("%s has no example value in realModeExamples or sharedExamples", name)
+	}
+	return v
+}
+
+// TestConfigVariablesAreClassified records every name loadConfig asks
+// getenv for, in demo mode and in real mode with every variable set, and
+// fails when one is neither PIMGUARD_TENANT_ID nor in realModeVars or
+// sharedVars: a new real-mode variable must not be forgotten by checkMode.
+func TestConfigVariablesAreClassified(t *testing.T) {
+	classified := map[string]string{"PIMGUARD_TENANT_ID": "selector"}
+	for _, list := range []struct {
+		kind  string
+		names []string
+	}{{"real-mode", realModeVars}, {"shared", sharedVars}} {
+		for _, n := range list.names {
+			if k, dup := classified[n]; dup {
+				t.Errorf("%s is both %s and %s", n, k, list.kind)
+			}
+			classified[n] = list.kind
+			exampleValue(t, n)
+		}
+	}
+	full := map[string]string{"PIMGUARD_TENANT_ID": testTenant}
+	for n := range classified {
+		if n != "PIMGUARD_TENANT_ID" {
+			full[n] = exampleValue(t, n)
+		}
+	}
+	read := map[string]bool{}
+	for _, kv := range []map[string]string{{}, sharedExamples, full} {
+		c, err := loadConfig(func(k string) string { read[k] = true; return kv[k] })
+		if err != nil {
+			t.Fatalf("loadConfig(%v): %v", kv, err)
+		}
+		if c.Demo() != (kv["PIMGUARD_TENANT_ID"] == "") {
+			t.Errorf("loadConfig(%v): Demo() = %v", kv, c.Demo())
+		}
+	}
+	for n := range read {
+		if _, ok := classified[n]; !ok {
+			t.Errorf("loadConfig reads %s, which is in neither realModeVars nor sharedVars", n)
+		}
+	}
+	for n := range classified {
+		if !read[n] {
+			t.Errorf("%s is classified, but loadConfig never reads it", n)
+		}
+	}
+}
+
+// TestLoadConfigModeSelection: demo mode starts only when no real-mode
+// variable is set; variables both modes use, and the Azure SDK's own
+// variables, do not select real mode.
+func TestLoadConfigModeSelection(t *testing.T) {
+	realWithoutTenant := maps.Clone(realModeExamples)
+	tests := []struct {
+		name      string
+		env       map[string]string
+		wantNamed []string // nil: valid demo configuration
+	}{
+		{"a whole real-mode configuration without the tenant", realWithoutTenant, append([]string{"PIMGUARD_TENANT_ID"}, realModeVars...)},
+		{"audiences and a shared variable", map[string]string{"PIMGUARD_AUDIENCES": "api://x", "PIMGUARD_CACHE_TTL": "10s"}, []string{"PIMGUARD_TENANT_ID", "PIMGUARD_AUDIENCES"}},
+		{"a blank real-mode variable is set", map[string]string{"PIMGUARD_GRAPH_AUTH": " "}, []string{"PIMGUARD_TENANT_ID", "PIMGUARD_GRAPH_AUTH"}},
+		{"a misspelt tenant variable", map[string]string{"PIMGUARD_TENANTID": testTenant, "PIMGUARD_AUDIENCES": "api://x"}, []string{"PIMGUARD_TENANT_ID", "PIMGUARD_AUDIENCES"}},
+		{"a blank tenant", map[string]string{"PIMGUARD_TENANT_ID": "  "}, []string{"PIMGUARD_TENANT_ID"}},
+		{"a blank tenant with audiences", map[string]string{"PIMGUARD_TENANT_ID": "\t", "PIMGUARD_AUDIENCES": "api://x"}, []string{"PIMGUARD_TENANT_ID"}},
+		{"every shared variable", sharedExamples, nil},
+		{"Azure SDK credentials set machine-wide", map[string]string{
+			"AZURE_CLIENT_ID": "c1d2e3f4-a5b6-4c7d-8e9f-0a1b2c3d4e5f", "AZURE_TENANT_ID": testTenant,
+			"AZURE_CLIENT_SECRET": "s3cret", "AZURE_FEDERATED_TOKEN_FILE": "/var/run/secrets/token",
+		}, nil},
+	}
+	for _, n := range realModeVars {
+		tests = append(tests, struct {
+			name      string
+			env       map[string]string
+			wantNamed []string
+		}{n + " alone", map[string]string{n: exampleValue(t, n)}, []string{"PIMGUARD_TENANT_ID", n}})
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c, err := loadConfig(env(tt.env))
+			if tt.wantNamed == nil {
+				if err != nil || !c.Demo() {
+					t.Fatalf("Demo() = %v, err %v; want demo mode", c.Demo(), err)
+				}
+				return
+			}
+			if err == nil {
+				t.Fatalf("no error (demo mode %v); want one naming %v", c.Demo(), tt.wantNamed)
+			}
+			for _, n := range tt.wantNamed {
+				if !strings.Contains(err.Error(), n) {
+					t.Errorf("err %q does not name %s", err, n)
+				}
+			}
+		})
+	}
+}
+
+// TestCheckListenAddr: the demo listens on loopback only; real mode
+// wherever it is told.
+func TestCheckListenAddr(t *testing.T) {
+	tests := []struct {
+		tenant, addr string
+		wantErr      string // substring; empty = accepted
+	}{
+		{"", "0.0.0.0:8080", "not a loopback address"},
+		{"", ":8080", "not a loopback address"},
+		{"", "192.168.1.1:8080", "not a loopback address"},
+		{"", "[::]:8080", "not a loopback address"},
+		{"", "example.com:8080", "not a loopback address"},
+		{"", "127.0.0.1", "not host:port"},
+		{"", "127.0.0.1:0", ""},
+		{"", "127.0.0.2:8080", ""},
+		{"", "[::1]:0", ""},
+		{"", "localhost:0", ""},
+		{"", "LocalHost:8080", ""},
+		{testTenant, "0.0.0.0:8080", ""},
+		{testTenant, ":8080", ""},
+		{testTenant, "192.168.1.1:8080", ""},
+		{testTenant, "192.168.1.1", "not host:port"},
+	}
+	for _, tt := range tests {
+		mode := "demo"
+		if tt.tenant != "" {
+			mode = "real"
+		}
+		t.Run(mode+" "+tt.addr, func(t *testing.T) {
+			err := config{TenantID: tt.tenant, Addr: tt.addr}.checkListenAddr("-addr")
+			switch {
+			case tt.wantErr == "" && err != nil:
+				t.Fatalf("unexpected error: %v", err)
+			case tt.wantErr != "" && (err == nil || !strings.HasPrefix(err.Error(), "-addr: ") || !strings.Contains(err.Error(), tt.wantErr)):
+				t.Fatalf("err = %v, want one naming -addr and saying %q", err, tt.wantErr)
+			}
+		})
+	}
+}
+
+// TestRunRefusesHalfConfiguredRealMode: through run, as main calls it, any
+// real-mode variable without PIMGUARD_TENANT_ID stops the program at start
+// with exit code 2 and a message naming both. The context is cancelled
+// from the start, so a program that went on anyway could not serve.
+func TestRunRefusesHalfConfiguredRealMode(t *testing.T) {
+	for _, n := range realModeVars {
+		t.Run(n, func(t *testing.T) {
+			code, stderr := runCancelled(t, nil, map[string]string{n: exampleValue(t, n)})
+			if code != 2 || !strings.Contains(stderr, n+" is set but PIMGUARD_TENANT_ID is not") {
+				t.Fatalf("exit %d, stderr %q; want 2 and a message naming %s and PIMGUARD_TENANT_ID", code, stderr, n)
+			}
+		})
+	}
+}
+
+// TestRunDemoListenAddress: through run, the demo refuses a non-loopback
+// address from PIMGUARD_ADDR or -addr (exit 2, before anything starts), and
+// listens on the loopback addresses it accepts; real mode accepts any.
+func TestRunDemoListenAddress(t *testing.T) {
+	refused := []struct {
+		name, envAddr string
+		args          []string
+		source        string
+	}{
+		{"all IPv4 interfaces", "0.0.0.0:8080", nil, "PIMGUARD_ADDR"},
+		{"empty host", ":8080", nil, "PIMGUARD_ADDR"},
+		{"a LAN address", "192.168.1.1:8080", nil, "PIMGUARD_ADDR"},
+		{"all IPv6 interfaces", "[::]:8080", nil, "PIMGUARD_ADDR"},
+		{"-addr all interfaces", "", []string{"-addr", "0.0.0.0:8080"}, "-addr"},
+		{"-addr empty host over a loopback PIMGUARD_ADDR", "127.0.0.1:0", []string{"-addr", ":8080"}, "-addr"},
+		{"-addr without a port", "", []string{"-addr", "127.0.0.1"}, "-addr"},
+	}
+	for _, tt := range refused {
+		t.Run("refused/"+tt.name, func(t *testing.T) {
+			code, stderr := runCancelled(t, tt.args, map[string]string{"PIMGUARD_ADDR": tt.envAddr})
+			if code != 2 || !strings.Contains(stderr, "example: configuration: "+tt.source+": ") {
+				t.Fatalf("exit %d, stderr %q; want 2 and a configuration error naming %s", code, stderr, tt.source)
+			}
+		})
+	}
+
+	accepted := []struct {
+		name, envAddr string
+		args          []string
+		wantHost      string // empty: any loopback IP
+	}{
+		{"IPv4 loopback", "127.0.0.1:0", nil, "127.0.0.1"},
+		{"IPv6 loopback", "[::1]:0", nil, "::1"},
+		{"localhost", "localhost:0", nil, ""},
+		{"-addr loopback over a non-loopback PIMGUARD_ADDR", "0.0.0.0:8080", []string{"-addr", "127.0.0.1:0"}, "127.0.0.1"},
+	}
+	for _, tt := range accepted {
+		t.Run("accepted/"+tt.name, func(t *testing.T) {
+			if tt.wantHost == "::1" {
+				if ln, err := net.Listen("tcp", "[::1]:0"); err != nil {
+					t.Skipf("no IPv6 loopback here: %v", err)
+				} else {
+					ln.Close()
+				}
+			}
+			host, code, stderr := runDemoUntilListening(t, tt.args, map[string]string{"PIMGUARD_ADDR": tt.envAddr})
+			ip := net.ParseIP(host)
+			if code != 0 || ip == nil || !ip.IsLoopback() || (tt.wantHost != "" && host != tt.wantHost) {
+				t.Fatalf("exit %d, listened on host %q; want 0 and loopback %q; stderr %s", code, host, tt.wantHost, stderr)
+			}
+		})
+	}
+
+	// Real mode goes past the check to its startup, which the cancelled
+	// context stops before anything listens.
+	for _, addr := range []string{"0.0.0.0:8080", ":8080", "192.168.1.1:8080"} {
+		t.Run("real mode accepts "+addr, func(t *testing.T) {
+			kv := maps.Clone(realModeExamples)
+			kv["PIMGUARD_TENANT_ID"], kv["PIMGUARD_PREFLIGHT"], kv["PIMGUARD_ADDR"] = testTenant, "off", addr
+			code, stderr := runCancelled(t, nil, kv)
+			if code == 2 || strings.Contains(stderr, "example: configuration:") || !strings.Contains(stderr, "example: startup:") {
+				t.Fatalf("exit %d, stderr %q; want the configuration accepted", code, stderr)
+			}
+		})
+	}
+}
+
+// runCancelled calls run with a context cancelled from the start: a
+// configuration run accepts can get no further than its startup, and
+// nothing listens.
+func runCancelled(t *testing.T, args []string, kv map[string]string) (code int, stderr string) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	var errBuf bytes.Buffer
+	code = run(ctx, args, env(kv), io.Discard, &errBuf)
+	return code, errBuf.String()
+}
+
+// runDemoUntilListening calls run in demo mode and cancels it as soon as the
+// server logs that it listens; it returns the host it listened on, run's
+// exit code and its stderr.
+func runDemoUntilListening(t *testing.T, args []string, kv map[string]string) (host string, code int, stderr string) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	w := &listenWatch{cancel: cancel}
+	code = run(ctx, args, env(kv), io.Discard, w)
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.addr != "" {
+		var err error
+		if host, _, err = net.SplitHostPort(w.addr); err != nil {
+			t.Fatalf("listening address %q: %v", w.addr, err)
+		}
+	}
+	return host, code, w.buf.String()
+}
+
+// listenWatch is run's stderr in tests: it keeps the address of the
+// "example: listening" record and cancels the run when it sees it.
+type listenWatch struct {
+	mu     sync.Mutex
+	buf    bytes.Buffer
+	addr   string
+	cancel context.CancelFunc
+}
+
+func (w *listenWatch) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.buf.Write(p)
+	for _, line := range bytes.Split(p, []byte("\n")) {
+		var rec struct {
+			Msg  string `json:"msg"`
+			Addr string `json:"addr"`
+		}
+		if json.Unmarshal(line, &rec) == nil && rec.Msg == "example: listening" {
+			w.addr = rec.Addr
+			w.cancel()
+		}
+	}
+	return len(p), nil
 }

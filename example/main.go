@@ -5,7 +5,9 @@
 // seeds it, serves the API, plays a scripted walkthrough of the stale-token
 // problem and how pimguard closes it, then prints curl commands and serves
 // until Ctrl-C. With -walkthrough-only it exits after the walkthrough: 0 when
-// every step behaved as described.
+// every step behaved as described. The demo hands out administrators' tokens
+// to anyone who asks, so it starts only when no real-mode variable is set and
+// listens on loopback only.
 //
 // With PIMGUARD_TENANT_ID set it runs against a real tenant; see README.md
 // for the variables.
@@ -44,8 +46,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		fmt.Fprintln(stderr, "example: configuration:", err)
 		return 2
 	}
+	addrSource := "PIMGUARD_ADDR"
 	if *addr != "" {
-		cfg.Addr = *addr
+		cfg.Addr, addrSource = *addr, "-addr"
 	}
 	if *walkthroughOnly && !cfg.Demo() {
 		fmt.Fprintln(stderr, "example: -walkthrough-only needs demo mode (unset PIMGUARD_TENANT_ID)")
@@ -53,6 +56,11 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	if *walkthroughOnly {
 		cfg.Addr = "127.0.0.1:0" // never collide with a running instance
+	}
+	// Checked on the address actually listened on, after every override.
+	if err := cfg.checkListenAddr(addrSource); err != nil {
+		fmt.Fprintln(stderr, "example: configuration:", err)
+		return 2
 	}
 	logger := slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
 
@@ -85,7 +93,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 
 	ln, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {
-		fmt.Fprintln(stderr, "example: PIMGUARD_ADDR:", err)
+		fmt.Fprintf(stderr, "example: %s: %v\n", addrSource, err)
 		return 1
 	}
 	srv := &http.Server{

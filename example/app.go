@@ -52,10 +52,8 @@ func realAppConfig(cfg config) appConfig {
 }
 
 func guardConfig(cfg config) middleware.GuardConfig {
-	g := middleware.GuardConfig{CacheTTL: cfg.CacheTTL, NegativeTTL: cfg.NegativeTTL, MaxStale: cfg.MaxStale, AccountChecks: cfg.AccountChecks}
-	if cfg.ClaimsPolicy == "token-and-live" {
-		g.ClaimsPolicy = middleware.PolicyTokenAndLive
-	}
+	g := middleware.GuardConfig{CacheTTL: cfg.CacheTTL, NegativeTTL: cfg.NegativeTTL, MaxStale: cfg.MaxStale,
+		AccountChecks: cfg.AccountChecks, ClaimsPolicy: cfg.ClaimsPolicy}
 	return g
 }
 

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding"
 	"fmt"
 	"net"
 	"net/url"
@@ -23,7 +24,7 @@ type config struct {
 	GraphAuth     string // "azure" or "none"
 	CacheTTL      time.Duration
 	NegativeTTL   time.Duration
-	ClaimsPolicy  string // "live" or "token-and-live"
+	ClaimsPolicy  middleware.ClaimsPolicy
 	MaxStale      time.Duration
 	AuditorsGroup string
 	AccountChecks middleware.AccountChecks
@@ -135,7 +136,6 @@ func loadConfig(getenv func(string) string) (config, error) {
 		Authority:     orDefault(getenv("PIMGUARD_AUTHORITY"), "https://login.microsoftonline.com"),
 		GraphURL:      orDefault(getenv("PIMGUARD_GRAPH_URL"), "https://graph.microsoft.com/v1.0"),
 		GraphAuth:     orDefault(getenv("PIMGUARD_GRAPH_AUTH"), "azure"),
-		ClaimsPolicy:  orDefault(getenv("PIMGUARD_CLAIMS_POLICY"), "live"),
 		AuditorsGroup: strings.TrimSpace(getenv("PIMGUARD_AUDITORS_GROUP")),
 		Addr:          orDefault(getenv("PIMGUARD_ADDR"), "127.0.0.1:8080"),
 	}
@@ -149,13 +149,11 @@ func loadConfig(getenv func(string) string) (config, error) {
 	if c.MaxStale, err = duration(getenv, "PIMGUARD_MAX_STALE", 0, true); err != nil {
 		return c, err
 	}
-	switch c.ClaimsPolicy {
-	case "live", "token-and-live":
-	default:
-		return c, fmt.Errorf("PIMGUARD_CLAIMS_POLICY: %q is neither live nor token-and-live", c.ClaimsPolicy)
+	if err := unmarshalVar(getenv, "PIMGUARD_CLAIMS_POLICY", &c.ClaimsPolicy); err != nil {
+		return c, err
 	}
-	if c.AccountChecks, err = middleware.ParseAccountChecks(getenv("PIMGUARD_ACCOUNT_CHECKS")); err != nil {
-		return c, fmt.Errorf("PIMGUARD_ACCOUNT_CHECKS: %v", strings.TrimPrefix(err.Error(), "middleware: "))
+	if err := unmarshalVar(getenv, "PIMGUARD_ACCOUNT_CHECKS", &c.AccountChecks); err != nil {
+		return c, err
 	}
 	switch v := strings.ToLower(strings.TrimSpace(getenv("PIMGUARD_PREFLIGHT"))); v {
 	case "":
@@ -205,6 +203,15 @@ func loadConfig(getenv func(string) string) (config, error) {
 		return c, fmt.Errorf("PIMGUARD_GRAPH_AUTH: %q is neither azure nor none", c.GraphAuth)
 	}
 	return c, nil
+}
+
+// unmarshalVar reads the variable name into v with v's UnmarshalText, the
+// one way middleware's configuration types parse themselves.
+func unmarshalVar(getenv func(string) string, name string, v encoding.TextUnmarshaler) error {
+	if err := v.UnmarshalText([]byte(getenv(name))); err != nil {
+		return fmt.Errorf("%s: %v", name, strings.TrimPrefix(err.Error(), "middleware: "))
+	}
+	return nil
 }
 
 func orDefault(v, def string) string {

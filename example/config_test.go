@@ -73,7 +73,7 @@ func TestLoadConfigDefaults(t *testing.T) {
 		t.Fatal(err)
 	}
 	if !c.Demo() || c.CacheTTL != 30*time.Second || c.NegativeTTL != 5*time.Second || c.MaxStale != 0 ||
-		c.ClaimsPolicy != "live" || c.Addr != "127.0.0.1:8080" || c.GraphURL != "https://graph.microsoft.com/v1.0" ||
+		c.ClaimsPolicy != middleware.PolicyLive || c.Addr != "127.0.0.1:8080" || c.GraphURL != "https://graph.microsoft.com/v1.0" ||
 		c.AccountChecks != 0 || c.Preflight {
 		t.Errorf("defaults: %+v", c)
 	}

@@ -101,16 +101,6 @@ func (c *AccountChecks) UnmarshalText(text []byte) error {
 	return nil
 }
 
-// ParseAccountChecks is [AccountChecks.UnmarshalText] for a string.
-//
-// Deprecated: use UnmarshalText, which flags and configuration decoders
-// call for you.
-func ParseAccountChecks(s string) (AccountChecks, error) {
-	var c AccountChecks
-	err := c.UnmarshalText([]byte(s))
-	return c, err
-}
-
 // need returns the facts the checks need for a user or, with app, a
 // service principal, which has only an account to check.
 func (c AccountChecks) need(app bool) graphcheck.Need {

@@ -10,36 +10,64 @@ import (
 
 // Sentinel errors returned (wrapped) by [Authenticator.Authenticate] and
 // [Authenticator.Verify]. Test for them with [errors.Is]; the wrapping error's
-// text carries detail for logs, never the token itself.
+// text carries detail for logs, never the token itself. Each is declared
+// once, with what [RejectionFor] tells the client about it: its Code
+// constant, HTTP status, RFC 6750 error and description.
 var (
 	// ErrTokenMissing: the request carries no bearer token.
-	ErrTokenMissing = errors.New("middleware: bearer token missing")
+	ErrTokenMissing error = &rejectionError{msg: "middleware: bearer token missing", code: CodeTokenMissing,
+		status: http.StatusUnauthorized, oauth: "",
+		description: "A bearer access token is required."}
 	// ErrRequestMalformed: the Authorization header is ambiguous, e.g. sent twice.
-	ErrRequestMalformed = errors.New("middleware: malformed authorization request")
+	ErrRequestMalformed error = &rejectionError{msg: "middleware: malformed authorization request", code: CodeRequestMalformed,
+		status: http.StatusBadRequest, oauth: OAuthInvalidRequest,
+		description: "The Authorization header is malformed."}
 	// ErrTokenMalformed: the token is empty, too large, or not a signed JWT.
-	ErrTokenMalformed = errors.New("middleware: token malformed")
+	ErrTokenMalformed error = &rejectionError{msg: "middleware: token malformed", code: CodeTokenMalformed,
+		status: http.StatusUnauthorized, oauth: OAuthInvalidToken,
+		description: "The access token is malformed."}
 	// ErrTokenExpired: exp is past, beyond the clock skew.
-	ErrTokenExpired = errors.New("middleware: token expired")
+	ErrTokenExpired error = &rejectionError{msg: "middleware: token expired", code: CodeTokenExpired,
+		status: http.StatusUnauthorized, oauth: OAuthInvalidToken,
+		description: "The access token has expired."}
 	// ErrTokenNotYetValid: nbf or iat is in the future, beyond the clock skew.
-	ErrTokenNotYetValid = errors.New("middleware: token not yet valid")
+	ErrTokenNotYetValid error = &rejectionError{msg: "middleware: token not yet valid", code: CodeTokenNotYetValid,
+		status: http.StatusUnauthorized, oauth: OAuthInvalidToken,
+		description: "The access token is not yet valid."}
 	// ErrTokenBadSignature: the signature does not verify, the algorithm is not
 	// allowed, or the signing key is not in the tenant's key set.
-	ErrTokenBadSignature = errors.New("middleware: token signature invalid")
+	ErrTokenBadSignature error = &rejectionError{msg: "middleware: token signature invalid", code: CodeTokenBadSignature,
+		status: http.StatusUnauthorized, oauth: OAuthInvalidToken,
+		description: "The access token signature is invalid."}
 	// ErrTokenWrongAudience: no aud value is accepted, or aud names Microsoft Graph.
-	ErrTokenWrongAudience = errors.New("middleware: token audience not accepted")
+	ErrTokenWrongAudience error = &rejectionError{msg: "middleware: token audience not accepted", code: CodeTokenWrongAudience,
+		status: http.StatusUnauthorized, oauth: OAuthInvalidToken,
+		description: "The access token was not issued for this API."}
 	// ErrTokenWrongIssuer: iss is not an accepted issuer, or tid disagrees with it.
-	ErrTokenWrongIssuer = errors.New("middleware: token issuer not accepted")
+	ErrTokenWrongIssuer error = &rejectionError{msg: "middleware: token issuer not accepted", code: CodeTokenWrongIssuer,
+		status: http.StatusUnauthorized, oauth: OAuthInvalidToken,
+		description: "The access token issuer is not accepted."}
 	// ErrTokenTenantNotAllowed: the token comes from an Entra tenant that is not
 	// in the allowed list.
-	ErrTokenTenantNotAllowed = errors.New("middleware: token tenant not allowed")
-	// ErrTokenNotAccessToken: the token has neither scp nor roles, the shape of
-	// an ID token presented as a bearer token.
-	ErrTokenNotAccessToken = errors.New("middleware: not an access token")
+	ErrTokenTenantNotAllowed error = &rejectionError{msg: "middleware: token tenant not allowed", code: CodeTokenTenantNotAllowed,
+		status: http.StatusUnauthorized, oauth: OAuthInvalidToken,
+		description: "The access token comes from a tenant that is not allowed."}
+	// ErrTokenNotAccessToken: the token is not an Entra access token of the
+	// user or the app-only kind: an ID token (no azp in v2, no appid in v1,
+	// or nonce, at_hash or c_hash), a ver other than 1.0 or 2.0, a token of
+	// neither kind ([Principal.AppOnly]), or one with neither scp nor roles.
+	ErrTokenNotAccessToken error = &rejectionError{msg: "middleware: not an access token", code: CodeTokenNotAccessToken,
+		status: http.StatusUnauthorized, oauth: OAuthInvalidToken,
+		description: "The token is not an access token."}
 	// ErrTokenMissingClaim: a claim pimguard needs (oid, tid, exp, iat) is absent.
-	ErrTokenMissingClaim = errors.New("middleware: token lacks a required claim")
+	ErrTokenMissingClaim error = &rejectionError{msg: "middleware: token lacks a required claim", code: CodeTokenMissingClaim,
+		status: http.StatusUnauthorized, oauth: OAuthInvalidToken,
+		description: "The access token lacks a required claim."}
 	// ErrKeysUnavailable: the token's signing key is unknown and the key set
 	// could not be fetched, so the token can be neither accepted nor refused.
-	ErrKeysUnavailable = errors.New("middleware: signing keys unavailable")
+	ErrKeysUnavailable error = &rejectionError{msg: "middleware: signing keys unavailable", code: CodeKeysUnavailable,
+		status: http.StatusServiceUnavailable, oauth: "",
+		description: "The token signing keys cannot be fetched; try again shortly."}
 )
 
 // Sentinel errors of authorization by a [Guard]. They reach the [ErrorWriter]
@@ -48,41 +76,69 @@ var (
 var (
 	// ErrRoleNotActive: a required directory role is not active now in the
 	// principal's live PIM state.
-	ErrRoleNotActive = errors.New("middleware: required role not active")
+	ErrRoleNotActive error = &rejectionError{msg: "middleware: required role not active", code: CodeRoleNotActive,
+		status: http.StatusForbidden, oauth: OAuthInsufficientScope,
+		description: "A required privileged role is not active; activate it in Privileged Identity Management and retry."}
 	// ErrGroupNotActive: a required PIM-for-Groups membership or ownership is
 	// not active now in the principal's live PIM state.
-	ErrGroupNotActive = errors.New("middleware: required group not active")
+	ErrGroupNotActive error = &rejectionError{msg: "middleware: required group not active", code: CodeGroupNotActive,
+		status: http.StatusForbidden, oauth: OAuthInsufficientScope,
+		description: "A required privileged group membership is not active; activate it in Privileged Identity Management and retry."}
 	// ErrRoleNotInToken: under [PolicyTokenAndLive], the role is active but
 	// the token's wids claim does not list it; a new token would.
-	ErrRoleNotInToken = errors.New("middleware: required role not in token")
+	ErrRoleNotInToken error = &rejectionError{msg: "middleware: required role not in token", code: CodeRoleNotInToken,
+		status: http.StatusForbidden, oauth: OAuthInsufficientScope,
+		description: "The access token does not carry a required role; obtain a new token and retry."}
 	// ErrGroupNotInToken: under [PolicyTokenAndLive], the membership is
 	// active but the token's groups claim does not list the group.
-	ErrGroupNotInToken = errors.New("middleware: required group not in token")
+	ErrGroupNotInToken error = &rejectionError{msg: "middleware: required group not in token", code: CodeGroupNotInToken,
+		status: http.StatusForbidden, oauth: OAuthInsufficientScope,
+		description: "The access token does not carry a required group; obtain a new token and retry."}
 	// ErrAppRoleMissing: the token's roles claim lacks a required app role.
-	ErrAppRoleMissing = errors.New("middleware: required app role missing")
+	ErrAppRoleMissing error = &rejectionError{msg: "middleware: required app role missing", code: CodeAppRoleMissing,
+		status: http.StatusForbidden, oauth: OAuthInsufficientScope,
+		description: "The access token lacks a required application role."}
 	// ErrScopeMissing: the token's scp claim lacks a required scope.
-	ErrScopeMissing = errors.New("middleware: required scope missing")
+	ErrScopeMissing error = &rejectionError{msg: "middleware: required scope missing", code: CodeScopeMissing,
+		status: http.StatusForbidden, oauth: OAuthInsufficientScope,
+		description: "The access token lacks a required scope."}
 	// ErrPIMUnavailable: the live PIM state could not be fetched (Graph down,
 	// throttled, a permission or licence missing, a timeout) and no usable
 	// state was cached, so the request can be neither allowed nor denied.
-	ErrPIMUnavailable = errors.New("middleware: live PIM state unavailable")
+	ErrPIMUnavailable error = &rejectionError{msg: "middleware: live PIM state unavailable", code: CodePIMUnavailable,
+		status: http.StatusServiceUnavailable, oauth: "",
+		description: "Privileged role state cannot be checked right now; try again shortly."}
 	// ErrPrincipalNotFound: the directory says the token's principal does not
 	// exist (deleted since the token was issued), or its IDs are not GUIDs.
-	ErrPrincipalNotFound = errors.New("middleware: principal not found in the directory")
+	ErrPrincipalNotFound error = &rejectionError{msg: "middleware: principal not found in the directory", code: CodePrincipalNotFound,
+		status: http.StatusUnauthorized, oauth: OAuthInvalidToken,
+		description: "The principal of the access token does not exist in the directory."}
 	// ErrAccountDisabled: [CheckAccountEnabled] found the principal's
 	// account disabled. The token is refused as revoked.
-	ErrAccountDisabled = errors.New("middleware: account disabled")
+	ErrAccountDisabled error = &rejectionError{msg: "middleware: account disabled", code: CodeAccountDisabled,
+		status: http.StatusUnauthorized, oauth: OAuthInvalidToken,
+		description: "The account of the access token is disabled."}
 	// ErrAccountDeleted: [CheckAccountEnabled] found that the directory no
 	// longer has the principal.
-	ErrAccountDeleted = errors.New("middleware: account deleted")
+	ErrAccountDeleted error = &rejectionError{msg: "middleware: account deleted", code: CodeAccountDeleted,
+		status: http.StatusUnauthorized, oauth: OAuthInvalidToken,
+		description: "The account of the access token has been deleted."}
 	// ErrSessionRevoked: [CheckSessionsRevoked] or [CheckPasswordChanged]
 	// found the token issued before the user's sessions were revoked or
 	// password changed. The client must sign in again.
-	ErrSessionRevoked = errors.New("middleware: sign-in session revoked")
+	ErrSessionRevoked error = &rejectionError{msg: "middleware: sign-in session revoked", code: CodeSessionRevoked,
+		status: http.StatusUnauthorized, oauth: OAuthInvalidToken,
+		description: "The sign-in session of the access token was revoked; sign in again."}
 	// ErrUserAtRisk: [CheckUserRisk] found the user at high risk in
 	// Identity Protection. Signing in again is where risk policies make the
 	// user remediate.
-	ErrUserAtRisk = errors.New("middleware: user at risk")
+	ErrUserAtRisk error = &rejectionError{msg: "middleware: user at risk", code: CodeUserAtRisk,
+		status: http.StatusUnauthorized, oauth: OAuthInvalidToken,
+		description: "The user is at high risk; sign in again to remediate."}
+	// ErrPreflightUnsupported and ErrNoPrincipal are not rejections: a
+	// client never causes them, and [RejectionFor] answers them with 500
+	// "internal_error" like any unknown error.
+
 	// ErrPreflightUnsupported: [Guard.Preflight] was called with a Source
 	// that does not implement graphcheck.Preflighter.
 	ErrPreflightUnsupported = errors.New("middleware: the Source cannot preflight")
@@ -93,7 +149,8 @@ var (
 )
 
 // Machine-readable codes in the "code" member of rejection bodies. They are a
-// stable contract: clients may branch on them.
+// stable contract: clients may branch on them. Each but [CodeInternal] is the
+// code of exactly one sentinel error.
 const (
 	CodeTokenMissing          = "token_missing"
 	CodeRequestMalformed      = "request_malformed"
@@ -171,61 +228,68 @@ type Rejection struct {
 // change the body format; keep the status and WWW-Authenticate semantics.
 type ErrorWriter func(w http.ResponseWriter, r *http.Request, rej *Rejection)
 
-type rejectionKind struct {
-	err         error
+// rejectionError is the type of the sentinels that map to a rejection: each
+// is declared once, with its message and everything the client is told. The
+// exported variables are of type error, so that callers compare them with
+// [errors.Is] and the type stays the package's business. Descriptions are
+// fixed strings: they must never echo token content (RFC 6750 also restricts
+// error_description to printable ASCII without '"' and '\').
+type rejectionError struct {
+	msg         string // the error text, for logs
+	code        string // a Code constant
 	status      int
-	oauth       string
-	code        string
+	oauth       string // an OAuth constant, or "" (no token, or not the client's fault)
 	description string
 }
 
-// rejectionKinds maps each sentinel to what the client sees. Descriptions are
-// fixed strings: they must never echo token content (RFC 6750 also restricts
-// error_description to printable ASCII without '"' and '\').
-var rejectionKinds = []rejectionKind{
-	{ErrTokenMissing, http.StatusUnauthorized, "", CodeTokenMissing, "A bearer access token is required."},
-	{ErrRequestMalformed, http.StatusBadRequest, OAuthInvalidRequest, CodeRequestMalformed, "The Authorization header is malformed."},
-	{ErrTokenMalformed, http.StatusUnauthorized, OAuthInvalidToken, CodeTokenMalformed, "The access token is malformed."},
-	{ErrTokenExpired, http.StatusUnauthorized, OAuthInvalidToken, CodeTokenExpired, "The access token has expired."},
-	{ErrTokenNotYetValid, http.StatusUnauthorized, OAuthInvalidToken, CodeTokenNotYetValid, "The access token is not yet valid."},
-	{ErrTokenBadSignature, http.StatusUnauthorized, OAuthInvalidToken, CodeTokenBadSignature, "The access token signature is invalid."},
-	{ErrTokenWrongAudience, http.StatusUnauthorized, OAuthInvalidToken, CodeTokenWrongAudience, "The access token was not issued for this API."},
-	{ErrTokenWrongIssuer, http.StatusUnauthorized, OAuthInvalidToken, CodeTokenWrongIssuer, "The access token issuer is not accepted."},
-	{ErrTokenTenantNotAllowed, http.StatusUnauthorized, OAuthInvalidToken, CodeTokenTenantNotAllowed, "The access token comes from a tenant that is not allowed."},
-	{ErrTokenNotAccessToken, http.StatusUnauthorized, OAuthInvalidToken, CodeTokenNotAccessToken, "The token is not an access token."},
-	{ErrTokenMissingClaim, http.StatusUnauthorized, OAuthInvalidToken, CodeTokenMissingClaim, "The access token lacks a required claim."},
-	{ErrKeysUnavailable, http.StatusServiceUnavailable, "", CodeKeysUnavailable, "The token signing keys cannot be fetched; try again shortly."},
-	{ErrRoleNotActive, http.StatusForbidden, OAuthInsufficientScope, CodeRoleNotActive, "A required privileged role is not active; activate it in Privileged Identity Management and retry."},
-	{ErrGroupNotActive, http.StatusForbidden, OAuthInsufficientScope, CodeGroupNotActive, "A required privileged group membership is not active; activate it in Privileged Identity Management and retry."},
-	{ErrRoleNotInToken, http.StatusForbidden, OAuthInsufficientScope, CodeRoleNotInToken, "The access token does not carry a required role; obtain a new token and retry."},
-	{ErrGroupNotInToken, http.StatusForbidden, OAuthInsufficientScope, CodeGroupNotInToken, "The access token does not carry a required group; obtain a new token and retry."},
-	{ErrAppRoleMissing, http.StatusForbidden, OAuthInsufficientScope, CodeAppRoleMissing, "The access token lacks a required application role."},
-	{ErrScopeMissing, http.StatusForbidden, OAuthInsufficientScope, CodeScopeMissing, "The access token lacks a required scope."},
-	{ErrPIMUnavailable, http.StatusServiceUnavailable, "", CodePIMUnavailable, "Privileged role state cannot be checked right now; try again shortly."},
-	{ErrPrincipalNotFound, http.StatusUnauthorized, OAuthInvalidToken, CodePrincipalNotFound, "The principal of the access token does not exist in the directory."},
-	{ErrAccountDisabled, http.StatusUnauthorized, OAuthInvalidToken, CodeAccountDisabled, "The account of the access token is disabled."},
-	{ErrAccountDeleted, http.StatusUnauthorized, OAuthInvalidToken, CodeAccountDeleted, "The account of the access token has been deleted."},
-	{ErrSessionRevoked, http.StatusUnauthorized, OAuthInvalidToken, CodeSessionRevoked, "The sign-in session of the access token was revoked; sign in again."},
-	{ErrUserAtRisk, http.StatusUnauthorized, OAuthInvalidToken, CodeUserAtRisk, "The user is at high risk; sign in again to remediate."},
+func (e *rejectionError) Error() string { return e.msg }
+
+// rejectionKinds lists every rejectionError sentinel, in no meaningful
+// order, for what must know all codes in advance (the decision metrics'
+// attribute sets). [RejectionFor] does not use it. A test parses this file to
+// prove the list complete.
+var rejectionKinds = kinds(
+	ErrTokenMissing, ErrRequestMalformed, ErrTokenMalformed, ErrTokenExpired, ErrTokenNotYetValid,
+	ErrTokenBadSignature, ErrTokenWrongAudience, ErrTokenWrongIssuer, ErrTokenTenantNotAllowed,
+	ErrTokenNotAccessToken, ErrTokenMissingClaim, ErrKeysUnavailable,
+	ErrRoleNotActive, ErrGroupNotActive, ErrRoleNotInToken, ErrGroupNotInToken, ErrAppRoleMissing,
+	ErrScopeMissing, ErrPIMUnavailable, ErrPrincipalNotFound,
+	ErrAccountDisabled, ErrAccountDeleted, ErrSessionRevoked, ErrUserAtRisk,
+)
+
+// kinds returns errs as rejectionErrors. A sentinel of another type panics
+// at initialisation, so that no test run can miss it.
+func kinds(errs ...error) []*rejectionError {
+	ks := make([]*rejectionError, len(errs))
+	for i, err := range errs {
+		ks[i] = err.(*rejectionError)
+	}
+	return ks
 }
 
-// keysRetryAfter is the Retry-After sent when signing keys are unavailable.
+// keysRetryAfter is the Retry-After [RejectionFor] sets on a 503 (signing
+// keys or live PIM state unavailable); a [Guard] replaces it with
+// [GuardConfig.RetryAfter].
 const keysRetryAfter = 5 * time.Second
 
 // RejectionFor classifies err, as returned by [Authenticator.Authenticate]
 // or produced by a [Guard], into the [Rejection] a client receives. Unknown errors become a 500 with
 // code "internal_error": a bug must never look like a valid decision.
+//
+// When err wraps several sentinels, the first one met in [errors.As] order
+// decides: the outermost of a chain, and the left one of
+// fmt.Errorf("%w: %w", ...) — the wrapper says what the wrapped error means
+// to the client (ErrPIMUnavailable wrapping a Source's error).
 func RejectionFor(err error, realm string) *Rejection {
-	for _, k := range rejectionKinds {
-		if errors.Is(err, k.err) {
-			rej := &Rejection{Status: k.status, OAuthError: k.oauth, Code: k.code, Description: k.description, Realm: realm, Err: err}
-			if k.status == http.StatusServiceUnavailable {
-				rej.RetryAfter = keysRetryAfter
-			}
-			return rej
-		}
+	k, ok := errors.AsType[*rejectionError](err)
+	if !ok {
+		return &Rejection{Status: http.StatusInternalServerError, Code: CodeInternal, Description: "Internal error.", Realm: realm, Err: err}
 	}
-	return &Rejection{Status: http.StatusInternalServerError, Code: CodeInternal, Description: "Internal error.", Realm: realm, Err: err}
+	rej := &Rejection{Status: k.status, OAuthError: k.oauth, Code: k.code, Description: k.description, Realm: realm, Err: err}
+	if k.status == http.StatusServiceUnavailable {
+		rej.RetryAfter = keysRetryAfter
+	}
+	return rej
 }
 
 // errorBody is the JSON body of every rejection. The members after code are

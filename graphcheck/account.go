@@ -35,11 +35,17 @@ type Account struct {
 	// SessionsValidFrom is signInSessionsValidFromDateTime: tokens issued
 	// before it belong to sign-in sessions that were revoked (POST
 	// /users/{id}/revokeSignInSessions, or an administrator's password
-	// reset). Zero when Graph reports null, and always for service
-	// principals.
+	// reset). Zero when Graph reports null — Graph's "no value", a nullable
+	// property that no revocation has set — so that the sessions check has
+	// nothing to compare and passes; and always for service principals. A
+	// Source must fail the lookup ([ErrUnavailable]) when a user record it
+	// asked for the property lacks it altogether, rather than report zero.
 	SessionsValidFrom time.Time
-	// PasswordChanged is lastPasswordChangeDateTime; zero when null, and
-	// always for service principals.
+	// PasswordChanged is lastPasswordChangeDateTime. Zero when Graph
+	// reports null (no password change or creation recorded, e.g. a user
+	// without a password in this tenant), so that the password check
+	// passes, and always for service principals; a user record that lacks
+	// the property fails the lookup as for SessionsValidFrom.
 	PasswordChanged time.Time
 }
 
@@ -65,7 +71,8 @@ type Risk struct {
 	// for the user at all. A user never flagged has none, which means no
 	// risk: Level and State are then "none".
 	Recorded bool
-	// FetchedAt is when Graph answered. Risk is rate-limited and may be
+	// FetchedAt is when the lookup that read it sent its request to Graph
+	// (never later than Graph's answer). Risk is rate-limited and may be
 	// cached longer than PIM state, so it can be older than
 	// [State.FetchedAt].
 	FetchedAt time.Time

@@ -17,7 +17,9 @@ type Facts struct {
 	Principal Principal
 	// Own are the principal's own active role assignment instances.
 	Own []RoleAssignment
-	// Memberships are the principal's active PIM-for-Groups instances.
+	// Memberships are the principal's PIM-for-Groups instances, as Graph
+	// reported them: active when Graph answered, possibly ended by
+	// FetchedAt.
 	Memberships []GroupMembership
 	// Groups are the principal's current transitive group memberships.
 	Groups []GroupRef
@@ -25,7 +27,10 @@ type Facts struct {
 	// active role assignment instances: a tenant-wide fact a Source may
 	// fetch once per TTL and share between principals.
 	GroupRoles map[string][]RoleAssignment
-	// FetchedAt is when Graph answered.
+	// FetchedAt is when the lookup sent its first request to Graph (or
+	// any instant before Graph answered): never later, so that an
+	// assignment Graph reported as active is judged at a time when it
+	// was.
 	FetchedAt time.Time
 	// Account and Risk, when the lookup was asked for them, pass to the
 	// State unchanged.
@@ -41,7 +46,10 @@ type Facts struct {
 //     to counts too, marked with ViaGroupID, and ends no later than the
 //     principal's PIM-for-Groups membership in that group when the
 //     membership is time-bound (a membership with no PIM instance is
-//     permanent, so the group's own window applies);
+//     permanent, so the group's own window applies). The cap is taken from
+//     every membership instance in f.Memberships, ended ones included: a
+//     membership that ended before FetchedAt yields a role that ended with
+//     it, never one without an end;
 //   - assignments already over at FetchedAt are dropped.
 //
 // Eligibilities are not facts here: they never grant anything.
@@ -64,7 +72,10 @@ func Combine(f Facts) *State {
 			continue
 		}
 		gid := strings.ToLower(g.ID)
-		limit := membershipWindow(s.Groups, gid)
+		// Every instance, not s.Groups: those already dropped the
+		// memberships that ended by FetchedAt, and capping by what is left
+		// would leave the role without an end.
+		limit := membershipWindow(f.Memberships, gid)
 		for _, r := range f.GroupRoles[gid] {
 			r.RoleDefinitionID = strings.ToLower(r.RoleDefinitionID)
 			r.ViaGroupID = gid
@@ -77,15 +88,15 @@ func Combine(f Facts) *State {
 	return s
 }
 
-// membershipWindow returns the window of the principal's membership in gid:
-// the longest active PIM-for-Groups "member" instance, or an unbounded
-// window when PIM does not manage the membership (a plain member, or an
-// owner who is also a plain member).
+// membershipWindow returns the window of the principal's membership in gid
+// (lower case): the longest PIM-for-Groups "member" instance, whether or
+// not it has ended, or an unbounded window when PIM does not manage the
+// membership (a plain member, or an owner who is also a plain member).
 func membershipWindow(ms []GroupMembership, gid string) Window {
 	var best Window
 	found := false
 	for _, m := range ms {
-		if m.GroupID != gid || !strings.EqualFold(m.AccessID, AccessMember) {
+		if !strings.EqualFold(m.GroupID, gid) || !strings.EqualFold(m.AccessID, AccessMember) {
 			continue
 		}
 		if !found || lastsLonger(m.Window, best) {

@@ -9,6 +9,7 @@ import (
 	"github.com/microsoftgraph/msgraph-sdk-go/identityprotection"
 	"github.com/microsoftgraph/msgraph-sdk-go/serviceprincipals"
 	"github.com/microsoftgraph/msgraph-sdk-go/users"
+	"golang.org/x/sync/singleflight"
 	"golang.org/x/time/rate"
 
 	"github.com/pimguard/pimguard/graphcheck"
@@ -40,11 +41,8 @@ func (s *Source) account(ctx context.Context, oid string, servicePrincipal bool,
 		return nil, unavailable("building %s: %v", ep.request(), err)
 	}
 	return &collection{ep: ep, next: rel, single: true, add: func(body json.RawMessage) error {
-		a, err := decodeAccount(body, oid)
+		a, err := decodeAccount(body, oid, !servicePrincipal)
 		if err == nil {
-			if servicePrincipal {
-				a.SessionsValidFrom, a.PasswordChanged = time.Time{}, time.Time{}
-			}
 			set(a)
 		}
 		return err
@@ -52,7 +50,8 @@ func (s *Source) account(ctx context.Context, oid string, servicePrincipal bool,
 }
 
 // risk is the GET of oid's riskyUser. Identity Protection has no record for
-// a user it never flagged and answers 404: that is no risk.
+// a user it never flagged and answers 404 with Graph's not-found error
+// (notFoundError): that is no risk. Any other 404 fails the lookup.
 func (s *Source) risk(ctx context.Context, oid string, set func(graphcheck.Risk)) (*collection, error) {
 	rel, err := s.relative(s.client.IdentityProtection().RiskyUsers().ByRiskyUserId(oid).ToGetRequestInformation(ctx,
 		&identityprotection.RiskyUsersRiskyUserItemRequestBuilderGetRequestConfiguration{
@@ -117,20 +116,41 @@ func (s *Source) riskTurn(ctx context.Context, tenant string) error {
 	return nil
 }
 
+// storeRisk caches r under key unless a purge ran since the lookup that
+// read it started (gen is s.riskGen as that lookup read it first).
+func (s *Source) storeRisk(key string, r graphcheck.Risk, gen uint64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.riskGen.Load() == gen {
+		s.risks.Add(key, r)
+	}
+}
+
 // Purge drops what the Source caches about one principal: its Identity
 // Protection risk, so that the next Lookup asking for it reads it afresh
-// (the tenant's groups-to-roles map is shared and kept). A middleware.Guard
-// calls it from its own Purge. IDs are compared in lower case; Purge is safe
-// for concurrent use.
+// (the tenant's groups-to-roles map is shared and kept). A risk that a
+// Lookup running meanwhile read before the purge is not cached after it
+// (nor is any other user's risk read by Lookups running at that moment,
+// which costs them one extra riskyUsers request at worst). A
+// middleware.Guard calls Purge from its own. IDs are compared in lower
+// case; Purge is safe for concurrent use.
 func (s *Source) Purge(tenantID, objectID string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.riskGen.Add(1)
 	s.risks.Remove(graphcheck.Principal{TenantID: strings.ToLower(tenantID), ObjectID: strings.ToLower(objectID)}.Key())
 }
 
 // PurgeAll drops every cached risk and the tenants' groups-to-roles maps.
-// It is safe for concurrent use.
+// Lookups and group-roles fetches running meanwhile store nothing they
+// read before it, and Lookups starting after it do not join a group-roles
+// fetch that started before it. It is safe for concurrent use.
 func (s *Source) PurgeAll() {
-	s.risks.Purge()
 	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.riskGen.Add(1)
+	s.rolesGen.Add(1)
+	s.risks.Purge()
 	clear(s.roles)
-	s.mu.Unlock()
+	s.flights.Store(new(singleflight.Group))
 }

@@ -316,3 +316,80 @@ func TestPreflight(t *testing.T) {
 		})
 	}
 }
+
+// The user record must carry both dates the account checks compare, since
+// the $select asked for them: a member absent from the answer makes it
+// unreadable (ErrUnavailable), never "never revoked". An explicit null is
+// Graph's "no value" (both properties are nullable, and neither is set for
+// every user: no revocation, no recorded password change) and reads as the
+// zero time, which the checks have nothing to compare with.
+func TestAccountDatesNullOrAbsent(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		body string
+		want error // nil: read, with zero dates
+	}{
+		{"both null", `{"id":"` + alice + `","accountEnabled":true,"signInSessionsValidFromDateTime":null,"lastPasswordChangeDateTime":null}`, nil},
+		{"signInSessionsValidFromDateTime absent", `{"id":"` + alice + `","accountEnabled":true,"lastPasswordChangeDateTime":null}`, graphcheck.ErrUnavailable},
+		{"lastPasswordChangeDateTime absent", `{"id":"` + alice + `","accountEnabled":true,"signInSessionsValidFromDateTime":null}`, graphcheck.ErrUnavailable},
+		{"both absent", `{"id":"` + alice + `","accountEnabled":true}`, graphcheck.ErrUnavailable},
+		{"signInSessionsValidFromDateTime in year 1", `{"id":"` + alice + `","accountEnabled":true,"signInSessionsValidFromDateTime":"0001-01-01T00:00:00Z","lastPasswordChangeDateTime":null}`, graphcheck.ErrUnavailable},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newEnv(t, graphtest.Options{}, nil)
+			e.srv.InjectGraphFault(graphtest.GraphMatch{Path: "/users/" + alice, Scope: graphtest.InsideBatch}, graphtest.Fault{Body: tc.body})
+			st, err := e.lookup(need(user(alice), graphcheck.NeedAccount))
+			if tc.want != nil {
+				if st != nil || !errors.Is(err, tc.want) {
+					t.Fatalf("Lookup: %+v, %v; want %v", st, err, tc.want)
+				}
+				return
+			}
+			if err != nil || st.Account == nil || !st.Account.Enabled || !st.Account.SessionsValidFrom.IsZero() || !st.Account.PasswordChanged.IsZero() {
+				t.Fatalf("Lookup: %+v, %v; want an enabled account with zero dates", st, err)
+			}
+		})
+	}
+	// A service principal has neither property and is not asked for them.
+	e := newEnv(t, graphtest.Options{}, nil)
+	e.srv.InjectGraphFault(graphtest.GraphMatch{Path: "/servicePrincipals/" + daemon, Scope: graphtest.InsideBatch},
+		graphtest.Fault{Body: `{"id":"` + daemon + `","accountEnabled":true}`})
+	if st, err := e.lookup(need(app(daemon), graphcheck.NeedAccount)); err != nil || !st.Account.Enabled {
+		t.Errorf("service principal: %+v, %v", st, err)
+	}
+}
+
+// Only Graph's not-found error for the riskyUser means "no record, no
+// risk". Any other 404 (no error envelope, another code, a proxy's HTML
+// page) is an answer that cannot be read.
+func TestRiskNotFoundOnlyFromGraphsNotFoundError(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		fault graphtest.Fault
+		want  error // nil: no risk
+	}{
+		{"Request_ResourceNotFound", graphtest.Fault{Status: http.StatusNotFound, Code: "Request_ResourceNotFound"}, nil},
+		{"itemNotFound", graphtest.Fault{Status: http.StatusNotFound, Code: "itemNotFound"}, nil},
+		{"another code", graphtest.Fault{Status: http.StatusNotFound, Code: "UnknownError"}, graphcheck.ErrUnavailable},
+		{"an empty object", graphtest.Fault{Status: http.StatusNotFound, Body: `{}`}, graphcheck.ErrUnavailable},
+		{"an error without a code", graphtest.Fault{Status: http.StatusNotFound, Body: `{"error":{"message":"not found"}}`}, graphcheck.ErrUnavailable},
+		{"no body", graphtest.Fault{Status: http.StatusNotFound, Body: `null`}, graphcheck.ErrUnavailable},
+		{"an HTML page", graphtest.Fault{Status: http.StatusNotFound, Body: `<html><body><h1>404 Not Found</h1></body></html>`}, graphcheck.ErrUnavailable},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newEnv(t, graphtest.Options{}, nil)
+			must(t, e.srv.SetUserRisk(alice, "high", "atRisk")) // the record exists; the fault hides it
+			e.srv.InjectGraphFault(graphtest.GraphMatch{PathPrefix: "/identityProtection/", Scope: graphtest.InsideBatch}, tc.fault)
+			st, err := e.lookup(need(user(alice), graphcheck.NeedRisk))
+			if tc.want != nil {
+				if st != nil || !errors.Is(err, tc.want) {
+					t.Fatalf("Lookup: %+v, %v; want %v", st, err, tc.want)
+				}
+				return
+			}
+			if err != nil || st.Risk == nil || st.Risk.Recorded || st.Risk.AtRisk() {
+				t.Fatalf("Lookup: %+v, %v; want no risk record", st, err)
+			}
+		})
+	}
+}

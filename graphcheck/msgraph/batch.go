@@ -48,9 +48,10 @@ type collection struct {
 	// single marks a GET of one object (/users/{id}): add receives the
 	// body, and there is no next page.
 	single bool
-	// absent, when set, takes a 404 answer as the definite "no such
-	// object" (a user Identity Protection never flagged) instead of a
-	// failure.
+	// absent, when set, takes a 404 answer carrying Graph's not-found
+	// error (notFoundError) as the definite "no such object" (a user
+	// Identity Protection never flagged) instead of a failure. Any other
+	// 404 fails the fetch.
 	absent func()
 	// onePage stops after the first page (a preflight probe).
 	onePage bool
@@ -142,7 +143,7 @@ func (s *Source) round(ctx context.Context, chunk []*collection) ([]throttle, er
 			if err := c.add(a.body); err != nil {
 				return nil, unreadable(c, err)
 			}
-		case a.status == http.StatusNotFound && c.absent != nil:
+		case a.status == http.StatusNotFound && c.absent != nil && notFoundError(a.body):
 			c.next = ""
 			c.absent()
 		case a.status >= 200 && a.status < 300:

@@ -142,9 +142,10 @@ type Config struct {
 	Sleep func(ctx context.Context, d time.Duration) error
 
 	// Transport is the network round tripper below the SDK's middleware
-	// (retry, redirect, compression, telemetry handlers); nil means Kiota's
-	// default transport. Use it for proxies or custom TLS, not to replace
-	// the middleware.
+	// (retry, compression, telemetry handlers; redirects are never
+	// followed, whatever the Transport); nil means Kiota's default
+	// transport. Use it for proxies or custom TLS, not to replace the
+	// middleware.
 	Transport http.RoundTripper
 
 	// Logger receives retry and failure events (never tokens); nil discards

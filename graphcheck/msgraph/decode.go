@@ -192,8 +192,9 @@ func assignmentType(s string) string {
 }
 
 // window reads startDateTime and endDateTime; null means "since before"
-// and "permanent". A value that does not parse is an error, never a
-// permanent assignment.
+// and "permanent". A value that does not parse, or that parseTime refuses,
+// is an error, never a permanent assignment; so is an end before the
+// start.
 func window(start, end *string) (graphcheck.Window, error) {
 	var w graphcheck.Window
 	var err error
@@ -203,9 +204,24 @@ func window(start, end *string) (graphcheck.Window, error) {
 	if w.End, err = parseTime(end); err != nil {
 		return w, err
 	}
+	if !w.Start.IsZero() && !w.End.IsZero() && w.End.Before(w.Start) {
+		return w, fmt.Errorf("%w: endDateTime %s is before startDateTime %s", errShape, w.End.Format(time.RFC3339), w.Start.Format(time.RFC3339))
+	}
 	return w, nil
 }
 
+// minDateTime is the earliest date-time Graph is believed to send in the
+// fields read here: none of them can predate Microsoft Entra ID, let alone
+// the Unix epoch. "0001-01-01T00:00:00Z" (.NET's DateTime.MinValue, what a
+// serializer writes for an unset value) parses to Go's zero time, which
+// reads as "permanent" for an endDateTime and as "no value" elsewhere; such
+// a value is refused instead.
+var minDateTime = time.Date(1970, 1, 1, 0, 0, 0, 0, time.UTC)
+
+// parseTime reads an RFC 3339 date-time; nil (JSON null or absent) is the
+// zero time. A value that does not parse, or that is earlier than
+// minDateTime, is an error: a date Graph would never send must not decide
+// anything.
 func parseTime(s *string) (time.Time, error) {
 	if s == nil {
 		return time.Time{}, nil
@@ -214,16 +230,42 @@ func parseTime(s *string) (time.Time, error) {
 	if err != nil {
 		return time.Time{}, fmt.Errorf("%w: date-time %.40q does not parse", errShape, *s)
 	}
+	if t.Before(minDateTime) {
+		return time.Time{}, fmt.Errorf("%w: date-time %.40q is before 1970", errShape, *s)
+	}
 	return t.UTC(), nil
+}
+
+// jsonMember is an object member whose absence matters: Present tells an
+// absent member from one that is null (Value nil).
+type jsonMember[T any] struct {
+	Present bool
+	Value   *T
+}
+
+// UnmarshalJSON is called for every member that is in the object, null
+// included (encoding/json calls it with "null").
+func (m *jsonMember[T]) UnmarshalJSON(b []byte) error {
+	m.Present = true
+	if bytes.Equal(bytes.TrimSpace(b), []byte("null")) {
+		m.Value = nil
+		return nil
+	}
+	var v T
+	if err := json.Unmarshal(b, &v); err != nil {
+		return err
+	}
+	m.Value = &v
+	return nil
 }
 
 // accountObject is a user or service principal as selected by userSelect or
 // spSelect.
 type accountObject struct {
-	ID                              *string `json:"id"`
-	AccountEnabled                  *bool   `json:"accountEnabled"`
-	SignInSessionsValidFromDateTime *string `json:"signInSessionsValidFromDateTime"`
-	LastPasswordChangeDateTime      *string `json:"lastPasswordChangeDateTime"`
+	ID                              *string            `json:"id"`
+	AccountEnabled                  *bool              `json:"accountEnabled"`
+	SignInSessionsValidFromDateTime jsonMember[string] `json:"signInSessionsValidFromDateTime"`
+	LastPasswordChangeDateTime      jsonMember[string] `json:"lastPasswordChangeDateTime"`
 }
 
 var (
@@ -231,11 +273,23 @@ var (
 	spSelect   = []string{"id", "accountEnabled"}
 )
 
-// decodeAccount reads GET /users/{id} or /servicePrincipals/{id}. The
-// object must be the principal asked for and must say whether it is
-// enabled: Graph leaves accountEnabled out when the application may not read
-// it, and a missing value is never taken for "enabled".
-func decodeAccount(body []byte, oid string) (*graphcheck.Account, error) {
+// decodeAccount reads GET /users/{id} (user true) or
+// /servicePrincipals/{id}. The object must be the principal asked for and
+// must say whether it is enabled: Graph leaves accountEnabled out when the
+// application may not read it, and a missing value is never taken for
+// "enabled".
+//
+// A user must also carry signInSessionsValidFromDateTime and
+// lastPasswordChangeDateTime, which userSelect asks for: a $select-ed
+// property that is absent from the answer is an answer that cannot be read
+// (a proxy, a partial answer, a permission that hides it), never "no
+// revocation". An explicit null is Graph's documented "no value" — both are
+// nullable DateTimeOffsets of the user resource type, and neither is
+// documented as always set: no sign-in sessions were revoked by a
+// timestamp, no password change was recorded (a user without a password in
+// this tenant, such as a B2B guest) — and becomes the zero time, against
+// which the checks have nothing to compare.
+func decodeAccount(body []byte, oid string, user bool) (*graphcheck.Account, error) {
 	var o accountObject
 	if err := decodeObject(body, "the account", &o); err != nil {
 		return nil, err
@@ -245,13 +299,17 @@ func decodeAccount(body []byte, oid string) (*graphcheck.Account, error) {
 		return nil, fmt.Errorf("%w: asked for %s, got the object %.40q", errShape, oid, *o.ID)
 	case o.AccountEnabled == nil:
 		return nil, fmt.Errorf("%w: accountEnabled is missing (does the application have %s?)", errShape, PermissionUser)
+	case !user:
+		return &graphcheck.Account{Enabled: *o.AccountEnabled}, nil
+	case !o.SignInSessionsValidFromDateTime.Present || !o.LastPasswordChangeDateTime.Present:
+		return nil, fmt.Errorf("%w: the user lacks signInSessionsValidFromDateTime or lastPasswordChangeDateTime, which were selected", errShape)
 	}
 	a := &graphcheck.Account{Enabled: *o.AccountEnabled}
 	var err error
-	if a.SessionsValidFrom, err = parseTime(o.SignInSessionsValidFromDateTime); err != nil {
+	if a.SessionsValidFrom, err = parseTime(o.SignInSessionsValidFromDateTime.Value); err != nil {
 		return nil, err
 	}
-	if a.PasswordChanged, err = parseTime(o.LastPasswordChangeDateTime); err != nil {
+	if a.PasswordChanged, err = parseTime(o.LastPasswordChangeDateTime.Value); err != nil {
 		return nil, err
 	}
 	return a, nil

@@ -25,14 +25,20 @@
 // sub-request to the same $batch, GET
 // /users/{oid}?$select=id,accountEnabled,signInSessionsValidFromDateTime,lastPasswordChangeDateTime
 // (/servicePrincipals/{oid}?$select=id,accountEnabled for a service
-// principal); its 404 is the principal's deletion. A lookup asked for the
+// principal); its 404 is the principal's deletion. A user record must carry
+// both dates, null or not: one missing from the answer makes it unreadable
+// ([graphcheck.ErrUnavailable]), and null is the zero time, Graph's "no
+// value" (see [graphcheck.Account]). A lookup asked for the
 // risk ([graphcheck.NeedRisk], users only) adds GET
 // /identityProtection/riskyUsers/{oid}?$select=id,riskLevel,riskState, but
 // only when the user's risk is not cached: Identity Protection allows about
 // one request per second per tenant for all applications together, so risk
 // is kept for [Config.RiskTTL] and its requests pass a per-tenant
-// token-bucket limiter ([Config.RiskRequestsPerSecond]); a 404 there means
-// the user was never flagged, which is no risk.
+// token-bucket limiter ([Config.RiskRequestsPerSecond]); a 404 there with
+// Graph's not-found error (Request_ResourceNotFound or itemNotFound) means
+// the user was never flagged, which is no risk, and any other 404 is an
+// unreadable answer. [Source.Purge] and [Source.PurgeAll] drop cached risk;
+// a lookup running meanwhile does not store the risk it read before them.
 //
 // [Source.Preflight] sends one cheap request per feature at start, so that
 // a missing permission or licence stops a service before it serves.
@@ -44,7 +50,16 @@
 // per [Config.GroupRolesTTL] per tenant, shared by concurrent lookups, and
 // only when a principal belongs to such a group. [graphcheck.Combine] then
 // joins it with the principal's memberships, capping each group-held role at
-// the end of the PIM-for-Groups membership that grants it.
+// the end of the PIM-for-Groups membership that grants it. The State's
+// FetchedAt is when the lookup sent its first request, never later, however
+// long retries took. [Source.PurgeAll] drops these maps; a fetch running
+// meanwhile answers the lookups waiting for it but is not stored.
+//
+// Dates are read strictly: a date-time that does not parse, one before
+// 1970 (such as 0001-01-01T00:00:00Z, which would read as "permanent" in an
+// endDateTime) and an endDateTime before its startDateTime make the answer
+// unreadable. Redirects are never followed: the SDK's redirect handler is
+// removed and a 3xx answer, to the $batch or inside it, is unreadable.
 //
 // # Errors, retries, timeouts
 //

@@ -121,6 +121,35 @@ func errorCode(body []byte) (code, message string) {
 	return e.Error.Code, e.Error.Message
 }
 
+// notFoundCodes are the error codes with which Graph says, in a 404, that
+// the object asked for does not exist:
+//   - Request_ResourceNotFound, the directory's code for an unknown object
+//     ID ("Resource '{id}' does not exist or one of its queried
+//     reference-property objects are not present."), which is what a GET
+//     of /identityProtection/riskyUsers/{id} answers for a user Identity
+//     Protection has no record of, and what graphtest's getRiskyUser sends;
+//   - itemNotFound, the code Graph's error reference
+//     (learn.microsoft.com/graph/errors, "Code property") documents for
+//     "The resource could not be found."
+//
+// The riskyUser reference documents no error body of its own. A 404 with
+// any other code, without Graph's error envelope (a proxy's or a load
+// balancer's page) or with HTML is not this answer and is not read as "no
+// record".
+var notFoundCodes = []string{"Request_ResourceNotFound", "itemNotFound"}
+
+// notFoundError reports whether body is Graph's error envelope with one of
+// notFoundCodes (compared case-insensitively, as classifyStatus does).
+func notFoundError(body []byte) bool {
+	code, _ := errorCode(body)
+	for _, c := range notFoundCodes {
+		if strings.EqualFold(code, c) {
+			return true
+		}
+	}
+	return false
+}
+
 // retryable reports whether status is worth retrying after a wait.
 func retryable(status int) bool {
 	return status == http.StatusTooManyRequests || status == http.StatusServiceUnavailable || status == http.StatusGatewayTimeout

@@ -24,6 +24,8 @@ package msgraph_test
 // used, whole and by segment.
 
 import (
+	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -107,11 +109,13 @@ type fmRow struct {
 	// realSleep uses the Source's timer-based Sleep instead of the stub.
 	realSleep bool
 	// base is "" (the fake tenant), "refused" (a closed loopback port) or
-	// "redirect" (a server that redirects everything to the evil server).
-	base string
-	// contactsEvil: the SDK itself may send a request to the evil server
-	// (a redirect), which must carry neither the token nor the body.
-	contactsEvil bool
+	// "redirect" (a server that redirects everything to the evil server
+	// with redirectCode, 0 meaning 307).
+	base         string
+	redirectCode int
+	// transport, when set, wraps the network below the Source's middleware
+	// (Config.Transport) for the row.
+	transport func(m *fmMatrix, next http.RoundTripper) http.RoundTripper
 	// checks are the Guard's account checks; zero: none.
 	checks middleware.AccountChecks
 	// slowRecovery: a detached fetch (the shared group-roles fetch, bounded
@@ -320,6 +324,98 @@ var fmRows = []fmRow{
 	{name: "risk: no riskLevel", checks: fmAllChecks, faults: fmOne(fmRisk, graphtest.Fault{Body: `{"riskState":"none"}`})},
 	{name: "risk: malformed JSON", checks: fmAllChecks, faults: fmOne(fmRisk, graphtest.MalformedJSONFault())},
 	{name: "risk: hang", checks: fmAllChecks, faults: fmOne(fmRisk, graphtest.Fault{Kind: graphtest.FaultHang}), lookupTimeout: fmShort, bounded: true},
+
+	// Dates Graph would never send: year 1 (the zero time, "permanent" as
+	// an end), before 1970, an end before the start. Each decoder refuses
+	// them; a forged permanent role never grants.
+	{name: "forged role with endDateTime 0001-01-01", faults: fmOne(fmIn("/roleManagement/"), graphtest.Fault{Body: fmRoleEnding("0001-01-01T00:00:00Z")})},
+	{name: "forged role with endDateTime 0001-01-01, seven digits", faults: fmOne(fmIn("/roleManagement/"), graphtest.Fault{Body: fmRoleEnding("0001-01-01T00:00:00.0000000Z")})},
+	{name: "forged role with endDateTime 1969", faults: fmOne(fmIn("/roleManagement/"), graphtest.Fault{Body: fmRoleEnding("1969-12-31T23:59:59Z")})},
+	{name: "forged role ending before it starts", faults: fmOne(fmIn("/roleManagement/"), graphtest.Fault{
+		Body: `{"value":[{"roleDefinitionId":"` + ga + `","directoryScopeId":"/","assignmentType":"Assigned","memberType":"Direct","startDateTime":"2025-03-01T10:00:00Z","endDateTime":"2025-03-01T09:00:00Z"}]}`})},
+	{name: "PIM for Groups: endDateTime 0001-01-01", faults: fmOne(fmIn("/identityGovernance/"), graphtest.Fault{
+		Body: `{"value":[{"groupId":"` + admins + `","accessId":"member","assignmentType":"Assigned","endDateTime":"0001-01-01T00:00:00Z"}]}`})},
+	{name: "group-held role: endDateTime 0001-01-01", faults: []fmFault{
+		{fmIn("/roleManagement/"), graphtest.Fault{Kind: graphtest.FaultNextLink, Times: 1}},
+		{fmIn("/roleManagement/"), graphtest.Fault{Body: fmRoleEnding("0001-01-01T00:00:00Z")}}}, want: fmOnlyCarol503},
+	{name: "account: signInSessionsValidFromDateTime 0001-01-01", checks: fmAllChecks, faults: fmAccount(graphtest.Fault{
+		Body: `{"accountEnabled":true,"signInSessionsValidFromDateTime":"0001-01-01T00:00:00Z","lastPasswordChangeDateTime":null}`})},
+
+	// A user record without the dates the checks compare: absent is
+	// unreadable, null is Graph's "no value" and passes.
+	{name: "account: signInSessionsValidFromDateTime absent", checks: fmAllChecks, faults: fmAccount(graphtest.Fault{
+		Body: `{"accountEnabled":true,"lastPasswordChangeDateTime":"2025-01-01T00:00:00Z"}`})},
+	{name: "account: lastPasswordChangeDateTime absent", checks: fmAllChecks, faults: fmAccount(graphtest.Fault{
+		Body: `{"accountEnabled":true,"signInSessionsValidFromDateTime":"2025-01-01T00:00:00Z"}`})},
+	{name: "account: both dates null", checks: fmAllChecks, want: fmTruth, faults: fmAccount(graphtest.Fault{
+		Body: `{"accountEnabled":true,"signInSessionsValidFromDateTime":null,"lastPasswordChangeDateTime":null}`})},
+
+	// riskyUsers 404: only Graph's not-found error is "no record".
+	{name: "risk: 404 itemNotFound", checks: fmAllChecks, want: fmTruth, faults: fmOne(fmRisk, graphtest.Fault{Status: 404, Code: "itemNotFound"})},
+	{name: "risk: 404 with another code", checks: fmAllChecks, faults: fmOne(fmRisk, graphtest.Fault{Status: 404, Code: "UnknownError"})},
+	{name: "risk: 404 without an error envelope", checks: fmAllChecks, faults: fmOne(fmRisk, graphtest.Fault{Status: 404, Body: `{}`})},
+	{name: "risk: 404 HTML", checks: fmAllChecks, faults: fmOne(fmRisk, graphtest.Fault{Status: 404, Body: `<html><body>404 Not Found</body></html>`})},
+
+	// Redirects are never followed: not the $batch's (to another host),
+	// not a sub-response's.
+	{name: "redirect: $batch 307 to another host", base: "redirect", redirectCode: http.StatusTemporaryRedirect},
+	{name: "redirect: $batch 302 to another host", base: "redirect", redirectCode: http.StatusFound},
+	{name: "redirect: sub-request 307 to another host", faults: fmOne(fmIn("/roleManagement/"), graphtest.Fault{Status: http.StatusTemporaryRedirect, Body: `{}`}),
+		transport: fmRedirectSubResponses},
+	{name: "redirect: sub-request 302 to another host", faults: fmOne(fmIn("/users/"), graphtest.Fault{Status: http.StatusFound, Body: `{}`}),
+		transport: fmRedirectSubResponses},
+}
+
+// fmRoleEnding is a page holding one direct, active Global Administrator
+// assignment that ends at end.
+func fmRoleEnding(end string) string {
+	return `{"value":[{"roleDefinitionId":"` + ga + `","directoryScopeId":"/","assignmentType":"Assigned","memberType":"Direct","endDateTime":"` + end + `"}]}`
+}
+
+// fmRoundTripFunc adapts a function to http.RoundTripper.
+type fmRoundTripFunc func(*http.Request) (*http.Response, error)
+
+func (f fmRoundTripFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
+
+// fmRedirectSubResponses gives every 3xx sub-response of a $batch answer a
+// Location header naming the evil server (graphtest's faults set the
+// status, not that header): a client that followed a sub-response's
+// redirect would ask the evil server for the next page.
+func fmRedirectSubResponses(m *fmMatrix, next http.RoundTripper) http.RoundTripper {
+	return fmRoundTripFunc(func(r *http.Request) (*http.Response, error) {
+		resp, err := next.RoundTrip(r)
+		if err != nil || !strings.HasSuffix(r.URL.Path, "/$batch") || resp.StatusCode != http.StatusOK {
+			return resp, err
+		}
+		body, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if err != nil {
+			return nil, err
+		}
+		var env struct {
+			Responses []map[string]any `json:"responses"`
+		}
+		if json.Unmarshal(body, &env) == nil {
+			for _, sub := range env.Responses {
+				if status, _ := sub["status"].(float64); status >= 300 && status < 400 {
+					h, _ := sub["headers"].(map[string]any)
+					if h == nil {
+						h = map[string]any{}
+					}
+					h["Location"] = m.evil.srv.URL + fmStolen
+					sub["headers"] = h
+					m.subRedirects.Add(1)
+				}
+			}
+			if b, err := json.Marshal(env); err == nil {
+				body = b
+			}
+		}
+		resp.Body = io.NopCloser(bytes.NewReader(body))
+		resp.ContentLength = int64(len(body))
+		resp.Header.Del("Content-Length")
+		return resp, nil
+	})
 }
 
 // fmDotSegmentRows are nextLinks on the configured host whose path climbs
@@ -434,6 +530,7 @@ type fmMatrix struct {
 	tokens       [3]string // bearer tokens of fmWho
 
 	rowsTried, requests, wronglyAllowed, handlerOnError, mismatches atomic.Int64
+	subRedirects                                                    atomic.Int64 // Location headers fmRedirectSubResponses added
 	boundedRequests                                                 atomic.Int64
 	maxBounded, maxAny                                              atomic.Int64 // nanoseconds
 }
@@ -581,6 +678,10 @@ func (m *fmMatrix) runRow(t *testing.T, row fmRow) {
 		cfg.BaseURL = m.refused
 	case "redirect":
 		cfg.BaseURL = m.redirector.URL + "/v1.0"
+		m.redirectCode.Store(int64(cmp.Or(row.redirectCode, http.StatusTemporaryRedirect)))
+	}
+	if row.transport != nil {
+		cfg.Transport = row.transport(m, http.DefaultTransport)
 	}
 	if row.realSleep {
 		cfg.Sleep = nil
@@ -654,12 +755,7 @@ func (m *fmMatrix) runRow(t *testing.T, row fmRow) {
 
 	// Nothing reached the attacker, nothing left the API version.
 	hits, bearers, bodies := m.evil.hits.Load()-evilHits, m.evil.bearers.Load()-evilBearers, m.evil.withBody.Load()-evilBodies
-	switch {
-	case row.contactsEvil && (bearers != 0 || bodies != 0):
-		t.Errorf("%d requests reached the evil server, %d with a bearer token, %d with a body", hits, bearers, bodies)
-	case row.contactsEvil:
-		t.Logf("%d requests reached the evil server, without token or body", hits)
-	case hits != 0:
+	if hits != 0 {
 		t.Errorf("%d requests reached the evil server (%d with a bearer token, %d with a body)", hits, bearers, bodies)
 	}
 	for _, r := range m.tenant.Requests() {
@@ -757,6 +853,9 @@ func TestGraphFaultMatrix(t *testing.T) {
 	t.Run("log scan", func(t *testing.T) {
 		m.scanForTokens(t, fmRecDecision, fmRecRetry, fmRecRejected, fmRecSourceFailure)
 	})
+	if m.subRedirects.Load() == 0 {
+		t.Error("no $batch sub-response carried a redirect: the sub-request redirect rows proved nothing")
+	}
 	t.Logf("fault matrix: %d rows, %d requests (fault + recovery), wrongly allowed: %d, handler on an error path: %d, other mismatches: %d; "+
 		"bounded-latency rows: %d requests, max %v (LookupTimeout %v, margin %v); max latency of any row %v; %v",
 		m.rowsTried.Load(), m.requests.Load(), m.wronglyAllowed.Load(), m.handlerOnError.Load(), m.mismatches.Load(),
@@ -847,23 +946,25 @@ func TestGraphFaultMatrixNextLinkDotSegments(t *testing.T) {
 	t.Logf("dot-segment rows: %d, requests %d, wrongly allowed %d", m.rowsTried.Load(), m.requests.Load(), m.wronglyAllowed.Load())
 }
 
-// The configured host redirecting the $batch to another host (307). The
-// SDK's redirect handler, kept by msgraph.New, follows redirects across
-// hosts: it drops the Authorization header and (the body being already
-// read) sends no body, so the other host learns neither the token nor the
-// principal, cannot answer the request ids, and the lookup fails closed.
-// The test pins those properties and logs the contact itself.
+// The configured host redirecting the $batch to another host, with every
+// redirect status. msgraph.New removes the SDK's redirect handler and the
+// client refuses redirects, so a 3xx is an unexpected answer: the lookup
+// fails closed and the other host gets no request at all (runRow checks
+// the evil server's count). With the SDK's handler, the $batch went to
+// the other host (without its token or body).
 func TestGraphFaultMatrixRedirect(t *testing.T) {
 	m := newFMMatrix(t)
 	for _, code := range []int{http.StatusMovedPermanently, http.StatusFound, http.StatusSeeOther, http.StatusTemporaryRedirect, http.StatusPermanentRedirect} {
-		m.redirectCode.Store(int64(code))
 		t.Run(strconv.Itoa(code), func(t *testing.T) {
-			m.runRow(t, fmRow{name: "$batch redirected off-host", base: "redirect", contactsEvil: true})
+			m.runRow(t, fmRow{name: "$batch redirected off-host", base: "redirect", redirectCode: code})
 		})
 	}
 	t.Logf("redirect rows: %d, requests %d, wrongly allowed %d, evil contacted %d times (with token %d, with body %d)",
 		m.rowsTried.Load(), m.requests.Load(), m.wronglyAllowed.Load(), m.evil.hits.Load(), m.evil.bearers.Load(), m.evil.withBody.Load())
 	if n := m.wronglyAllowed.Load(); n != 0 {
 		t.Errorf("%d requests wrongly allowed", n)
+	}
+	if n := m.evil.hits.Load(); n != 0 {
+		t.Errorf("the evil server got %d requests", n)
 	}
 }

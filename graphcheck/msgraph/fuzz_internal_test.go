@@ -223,6 +223,9 @@ func FuzzGraphResponse(f *testing.F) {
 	f.Add(uint8(1), 200, []byte(`{"value":[],"@odata.nextLink":"https://graph.fuzz.test.evil/v1.0/x"}`))
 	f.Add(uint8(2), 403, []byte(`{"error":{"code":"UnknownError","message":"{\"errorCode\":\"PermissionScopeNotGranted\"}"}}`))
 	f.Add(uint8(3), 404, []byte(`{"error":{"code":"Request_ResourceNotFound"}}`))
+	f.Add(uint8(1), 200, []byte(`{"value":[{"roleDefinitionId":"62e90394-69f5-4237-9190-012177145e10","directoryScopeId":"/","assignmentType":"Assigned","memberType":"Direct","endDateTime":"0001-01-01T00:00:00Z"}]}`))
+	f.Add(uint8(2), 200, []byte(`{"value":[{"groupId":"ad315000-0000-4000-8000-00000000000a","accessId":"member","assignmentType":"Assigned","startDateTime":"2025-03-01T10:00:00Z","endDateTime":"2025-03-01T09:00:00Z"}]}`))
+	f.Add(uint8(0), 200, []byte(`{"id":"`+fzOID+`","accountEnabled":true,"signInSessionsValidFromDateTime":null}`))
 
 	f.Fuzz(func(t *testing.T, mode uint8, status int, body []byte) {
 		fzDecoders(t, body)
@@ -329,6 +332,32 @@ func fzDecoders(t *testing.T, body []byte) {
 	if g, err := decodeMemberships(v); err != nil && len(g) != 0 {
 		t.Fatalf("decodeMemberships returned %d memberships with error %v", len(g), err)
 	}
+	// An endDateTime that is there and not null never decodes as
+	// "permanent", and no decoded date is before 1970 or ends before it
+	// starts. (decodeRoles without skipping keeps the items' order.)
+	var items []map[string]json.RawMessage
+	if json.Unmarshal(v, &items) == nil {
+		var windows []graphcheck.Window
+		if r, err := decodeRoles(v, false); err == nil {
+			for _, a := range r {
+				windows = append(windows, a.Window)
+			}
+		} else if g, err := decodeMemberships(v); err == nil {
+			for _, m := range g {
+				windows = append(windows, m.Window)
+			}
+		}
+		for i, w := range windows {
+			end, n := fzMember(items[i], "endDateTime")
+			if w.End.IsZero() && n == 1 && string(bytes.TrimSpace(end)) != "null" {
+				t.Fatalf("endDateTime %s decoded as permanent", end)
+			}
+			if (!w.Start.IsZero() && w.Start.Before(minDateTime)) || (!w.End.IsZero() && w.End.Before(minDateTime)) ||
+				(!w.Start.IsZero() && !w.End.IsZero() && w.End.Before(w.Start)) {
+				t.Fatalf("decoded an impossible window %+v", w)
+			}
+		}
+	}
 	if g, err := decodeGroups(v); err != nil && len(g) != 0 {
 		t.Fatalf("decodeGroups returned %d groups with error %v", len(g), err)
 	}
@@ -345,10 +374,18 @@ func fzDecoders(t *testing.T, body []byte) {
 
 // fzAccountDecoders checks the one-object decoders of the account checks:
 // an account comes only from an object that says accountEnabled and is the
-// principal asked for, and a risk only from one with riskLevel and
-// riskState, never "hidden".
+// principal asked for, a user's only from one that has both dates (null or
+// a date, never absent, and a date never read as "no value"), and a risk
+// only from one with riskLevel and riskState, never "hidden".
 func fzAccountDecoders(t *testing.T, body []byte) {
-	if a, err := decodeAccount(body, fzOID); err == nil {
+	for _, user := range []bool{true, false} {
+		a, err := decodeAccount(body, fzOID, user)
+		if err != nil {
+			if a != nil {
+				t.Fatalf("decodeAccount returned %+v with error %v", a, err)
+			}
+			continue
+		}
 		var o map[string]json.RawMessage
 		if a == nil || json.Unmarshal(bytes.TrimSpace(body), &o) != nil || o["accountEnabled"] == nil || string(o["accountEnabled"]) == "null" {
 			t.Fatalf("decodeAccount(%q) = %+v without an accountEnabled", body, a)
@@ -356,8 +393,26 @@ func fzAccountDecoders(t *testing.T, body []byte) {
 		if id, ok := o["id"]; ok && !strings.EqualFold(strings.Trim(string(id), `"`), fzOID) && string(id) != "null" {
 			t.Fatalf("decodeAccount(%q) took another object's account", body)
 		}
-	} else if a != nil {
-		t.Fatalf("decodeAccount returned %+v with error %v", a, err)
+		if !user {
+			if !a.SessionsValidFrom.IsZero() || !a.PasswordChanged.IsZero() {
+				t.Fatalf("decodeAccount(%q) gave a service principal user dates: %+v", body, a)
+			}
+			continue
+		}
+		for name, got := range map[string]time.Time{"signInSessionsValidFromDateTime": a.SessionsValidFrom, "lastPasswordChangeDateTime": a.PasswordChanged} {
+			raw, n := fzMember(o, name)
+			switch {
+			case n > 1:
+				// Spellings differing in case: encoding/json keeps the last
+				// in the text, which the map does not say.
+			case n == 0:
+				t.Fatalf("decodeAccount(%q) read a user without %s", body, name)
+			case got.IsZero() != (string(bytes.TrimSpace(raw)) == "null"):
+				t.Fatalf("decodeAccount(%q): %s %s read as %v", body, name, raw, got)
+			case !got.IsZero() && got.Before(minDateTime):
+				t.Fatalf("decodeAccount(%q): %s %v is before 1970", body, name, got)
+			}
+		}
 	}
 	r, err := decodeRisk(body, fzOID)
 	switch {
@@ -366,6 +421,19 @@ func fzAccountDecoders(t *testing.T, body []byte) {
 	case err == nil && (!r.Recorded || r.Level == "" || r.State == "" || strings.EqualFold(r.Level, graphcheck.RiskLevelHidden)):
 		t.Fatalf("decodeRisk(%q) = %+v", body, r)
 	}
+}
+
+// fzMember returns the member of o named name, compared as encoding/json
+// matches names (case-insensitively), and how many members match.
+func fzMember(o map[string]json.RawMessage, name string) (json.RawMessage, int) {
+	var v json.RawMessage
+	n := 0
+	for k, raw := range o {
+		if strings.EqualFold(k, name) {
+			v, n = raw, n+1
+		}
+	}
+	return v, n
 }
 
 var fzSettingsOnce = sync.OnceValue(func() *settings {

@@ -528,13 +528,20 @@ func TestConcurrentLookups(t *testing.T) {
 	}
 }
 
-// gate holds the n-th HTTP request until released (or its context ends).
+// gate holds the n-th HTTP request until released (or its context ends):
+// before it is sent or, with answered set, once Graph has answered it, so
+// that the Source has not read yet what Graph said.
 type gate struct {
 	n        int
+	answered bool
 	mu       sync.Mutex
 	count    int
 	held     chan struct{}
 	released chan struct{}
+}
+
+func newGate(n int, answered bool) *gate {
+	return &gate{n: n, answered: answered, held: make(chan struct{}), released: make(chan struct{})}
 }
 
 func (g *gate) RoundTrip(r *http.Request) (*http.Response, error) {
@@ -542,13 +549,26 @@ func (g *gate) RoundTrip(r *http.Request) (*http.Response, error) {
 	g.count++
 	hold := g.count == g.n
 	g.mu.Unlock()
+	var (
+		resp *http.Response
+		err  error
+	)
+	if g.answered {
+		resp, err = http.DefaultTransport.RoundTrip(r)
+	}
 	if hold {
 		close(g.held)
 		select {
 		case <-g.released:
 		case <-r.Context().Done():
+			if resp != nil {
+				resp.Body.Close()
+			}
 			return nil, r.Context().Err()
 		}
+	}
+	if g.answered {
+		return resp, err
 	}
 	return http.DefaultTransport.RoundTrip(r)
 }
@@ -556,7 +576,7 @@ func (g *gate) RoundTrip(r *http.Request) (*http.Response, error) {
 // The tenant-wide group-roles fetch is shared: the caller that started it
 // giving up neither cancels it nor fails the callers waiting for it.
 func TestSharedGroupRolesFetchOutlivesItsFirstCaller(t *testing.T) {
-	g := &gate{n: 2, held: make(chan struct{}), released: make(chan struct{})} // 2nd request: the group list
+	g := newGate(2, false) // 2nd request: the group list
 	e := newEnv(t, graphtest.Options{}, func(_ *env, c *msgraph.Config) { c.Transport = g })
 	must(t, e.srv.AssignRole(admins, ga, "/", time.Time{}, time.Time{}))
 	must(t, e.srv.AddGroupMember(admins, alice))
@@ -595,5 +615,47 @@ func TestSharedGroupRolesFetchOutlivesItsFirstCaller(t *testing.T) {
 	}
 	if n := e.subRequests("/groups"); n != 1 {
 		t.Errorf("group list fetched %d times, want 1", n)
+	}
+}
+
+// A PIM-for-Groups membership that ends while a throttled $batch waits on
+// Retry-After ends the role it grants. Graph answered the membership
+// (ending at T+2s) and the group list at T; the principal's own role
+// instances were throttled and answered after a 5 s wait. The State must
+// hold the group's role with the membership's end, and be judged at T, when
+// the requests were sent: had FetchedAt been taken after the wait (T+5s),
+// or the cap computed from the memberships still active then, the ended
+// membership would have been dropped first and the role come back without
+// an end, served for the whole cache TTL.
+func TestGroupRoleEndsWithMembershipDuringRetry(t *testing.T) {
+	e := newEnv(t, graphtest.Options{}, advancingSleep)
+	must(t, e.srv.AssignRole(admins, ga, "/", time.Time{}, time.Time{}))
+	must(t, e.srv.AssignGroup(admins, bob, graphtest.AccessMember, time.Time{}, at(2*time.Second)))
+	e.srv.InjectGraphFault(graphtest.GraphMatch{Path: "/roleManagement/directory/roleAssignmentScheduleInstances", Scope: graphtest.InsideBatch},
+		once(graphtest.ThrottledFault("5")))
+
+	st := e.mustLookup(need(user(bob), graphcheck.NeedRisk))
+	if got := e.sleep.slept(); len(got) != 1 || got[0] != 5*time.Second {
+		t.Fatalf("waits %v, want the 5 s Retry-After", got)
+	}
+	if now := e.clock.Now(); !now.Equal(at(5 * time.Second)) {
+		t.Fatalf("clock at %v after the lookup, want T+5s", now)
+	}
+	if !st.FetchedAt.Equal(t0) || !st.Risk.FetchedAt.Equal(t0) {
+		t.Errorf("FetchedAt %v, risk FetchedAt %v; want %v, when the requests were sent", st.FetchedAt, st.Risk.FetchedAt, t0)
+	}
+	if na := st.NotAfter(); !na.Equal(at(2 * time.Second)) {
+		t.Errorf("NotAfter = %v, want the membership's end %v (roles %+v)", na, at(2*time.Second), st.Roles)
+	}
+	for _, r := range st.Roles {
+		if r.ViaGroupID == admins && (r.End.IsZero() || r.End.After(at(2*time.Second))) {
+			t.Errorf("group role %+v outlives the membership that grants it", r)
+		}
+	}
+	if _, ok := st.RoleActive(e.clock.Now(), ga, "/"); ok {
+		t.Error("Global Administrator active through a membership that has ended")
+	}
+	if _, ok := st.RoleActive(at(time.Second), ga, "/"); !ok {
+		t.Error("Global Administrator not active while the membership was")
 	}
 }

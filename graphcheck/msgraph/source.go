@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azidentity"
@@ -36,12 +37,23 @@ type Source struct {
 	adapter *msgraphsdk.GraphRequestAdapter
 	client  *msgraphsdk.GraphServiceClient
 
-	flights singleflight.Group
+	// flights coalesces group-roles fetches by tenant. PurgeAll replaces
+	// it, so that callers arriving after a purge do not join a flight
+	// that started before it.
+	flights atomic.Pointer[singleflight.Group]
 	mu      sync.Mutex
 	roles   map[string]groupRoles    // by lower-case tenant ID
 	limits  map[string]*rate.Limiter // riskyUsers requests, by lower-case tenant ID
 
 	risks *lru.Cache[string, graphcheck.Risk] // by Principal.Key; entries carry FetchedAt
+
+	// riskGen and rolesGen count the purges of risks and of the
+	// group-roles maps. A fetch reads its counter before it sends
+	// anything and stores its result only if the counter has not moved,
+	// checked under mu, where purges move it: a result fetched before a
+	// purge is never stored after it (the rule cache.Cache applies to the
+	// Guard's states). They are written under mu and read without it.
+	riskGen, rolesGen atomic.Uint64
 }
 
 var _ graphcheck.Source = (*Source)(nil)
@@ -103,29 +115,39 @@ func New(cfg Config) (*Source, error) {
 	}
 
 	// The HTTP client keeps the SDK's default middleware (telemetry, URL
-	// replacement, redirect, compression, parameter-name decoding, user
-	// agent, headers inspection); only the retry handler is configured: it
-	// is told never to retry (a non-nil ShouldRetry, since a nil one panics;
-	// MaxRetries set, since 0 means 3), because retries are done in one
-	// place, fetch, for whole batches and for throttled sub-requests alike,
-	// with a fractional Retry-After, the caller's deadline and Config.Sleep.
-	// Kiota's handler would truncate "2.128" to 2s, wait on a real timer even
-	// when the deadline cannot be met, and never sees inside a $batch.
+	// replacement, compression, parameter-name decoding, user agent,
+	// headers inspection) but two:
+	//   - the retry handler is told never to retry (a non-nil ShouldRetry,
+	//     since a nil one panics; MaxRetries set, since 0 means 3), because
+	//     retries are done in one place, fetch, for whole batches and for
+	//     throttled sub-requests alike, with a fractional Retry-After, the
+	//     caller's deadline and Config.Sleep. Kiota's handler would truncate
+	//     "2.128" to 2s, wait on a real timer even when the deadline cannot
+	//     be met, and never sees inside a $batch.
+	//   - the redirect handler is removed, and the client refuses
+	//     redirects too: Graph has no reason to redirect a $batch, and
+	//     following one would send the request (the principal's IDs in its
+	//     body) to whatever host the Location names. A 3xx is an unexpected
+	//     answer, which fails the lookup (graphcheck.ErrUnavailable).
 	opts := msgraphsdk.GetDefaultClientOptions()
-	middleware := msgraphgocore.GetDefaultMiddlewaresWithOptions(&opts)
-	for i, m := range middleware {
+	var middleware []khttp.Middleware
+	for _, m := range msgraphgocore.GetDefaultMiddlewaresWithOptions(&opts) {
 		switch m.(type) {
+		case *khttp.RedirectHandler, khttp.RedirectHandler:
+			continue
 		case *khttp.RetryHandler, khttp.RetryHandler:
-			middleware[i] = khttp.NewRetryHandlerWithOptions(khttp.RetryHandlerOptions{
+			m = khttp.NewRetryHandlerWithOptions(khttp.RetryHandlerOptions{
 				MaxRetries:  1,
 				ShouldRetry: func(time.Duration, int, *http.Request, *http.Response) bool { return false },
 			})
 		}
+		middleware = append(middleware, m)
 	}
 	httpClient := msgraphgocore.GetDefaultClient(&opts, middleware...)
 	if st.Transport != nil {
 		httpClient.Transport = khttp.NewCustomTransportWithParentTransport(st.Transport, middleware...)
 	}
+	httpClient.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
 
 	adapter, err := msgraphsdk.NewGraphRequestAdapterWithParseNodeFactoryAndSerializationWriterFactoryAndHttpClient(auth, nil, nil, httpClient)
 	if err != nil {
@@ -144,7 +166,9 @@ func New(cfg Config) (*Source, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: RiskCacheSize: %v", ErrInvalidConfig, err)
 	}
-	return &Source{cfg: st, tel: tel, adapter: adapter, client: client, roles: map[string]groupRoles{}, limits: map[string]*rate.Limiter{}, risks: risks}, nil
+	src := &Source{cfg: st, tel: tel, adapter: adapter, client: client, roles: map[string]groupRoles{}, limits: map[string]*rate.Limiter{}, risks: risks}
+	src.flights.Store(new(singleflight.Group))
+	return src, nil
 }
 
 // Lookup fetches p's live PIM state. It validates p first (nothing is sent
@@ -199,6 +223,7 @@ func (s *Source) Lookup(ctx context.Context, p graphcheck.Principal) (_ *graphch
 	var (
 		fresh   *graphcheck.Risk // read by this Lookup, to be cached
 		riskKey string
+		riskGen = s.riskGen.Load() // before the cache is read and anything is sent
 	)
 	if p.Need.Has(graphcheck.NeedRisk) && !p.ServicePrincipal {
 		riskKey = graphcheck.Principal{TenantID: strings.ToLower(p.TenantID), ObjectID: oid}.Key()
@@ -215,13 +240,20 @@ func (s *Source) Lookup(ctx context.Context, p graphcheck.Principal) (_ *graphch
 			cols = append(cols, risk)
 		}
 	}
+	// FetchedAt is when the first request is sent, not when the last
+	// answer arrived: retries after Retry-After waits may stretch the gap
+	// up to Timeout, and an assignment Graph reported as active must be
+	// judged at an instant when it was (see graphcheck.Facts.FetchedAt).
+	// Earlier is the safe side: assignments that have ended since are
+	// still decided at each request's own time, and the risk is kept for
+	// RiskTTL from before Graph read it.
+	f.FetchedAt = s.cfg.Now()
 	if err := s.fetch(ctx, cols); err != nil {
 		return nil, err
 	}
-	f.FetchedAt = s.cfg.Now()
 	if fresh != nil {
 		fresh.FetchedAt = f.FetchedAt
-		s.risks.Add(riskKey, *fresh)
+		s.storeRisk(riskKey, *fresh, riskGen)
 		f.Risk = fresh
 	}
 
@@ -240,12 +272,15 @@ func (s *Source) Lookup(ctx context.Context, p graphcheck.Principal) (_ *graphch
 // role assignment instances, from the cache while it is younger than
 // GroupRolesTTL, else from one fetch shared by every caller that needs it
 // meanwhile. The fetch runs detached from any caller's context, bounded by
-// Config.Timeout; each caller stops waiting when its own ctx is done.
+// Config.Timeout; each caller stops waiting when its own ctx is done. A
+// fetch that a PurgeAll overtook still answers the callers that joined it
+// but is not stored.
 func (s *Source) groupRoles(ctx context.Context, tenant string) (map[string][]graphcheck.RoleAssignment, error) {
 	if m, ok := s.cachedGroupRoles(tenant); ok {
 		return m, nil
 	}
-	ch := s.flights.DoChan(tenant, func() (any, error) {
+	ch := s.flights.Load().DoChan(tenant, func() (any, error) {
+		gen := s.rolesGen.Load()
 		if m, ok := s.cachedGroupRoles(tenant); ok {
 			return m, nil // a flight that just ended stored it
 		}
@@ -257,7 +292,9 @@ func (s *Source) groupRoles(ctx context.Context, tenant string) (map[string][]gr
 			return nil, err
 		}
 		s.mu.Lock()
-		s.roles[tenant] = groupRoles{byGroup: m, at: at}
+		if s.rolesGen.Load() == gen { // else PurgeAll ran meanwhile: answer the waiters, store nothing
+			s.roles[tenant] = groupRoles{byGroup: m, at: at}
+		}
 		s.mu.Unlock()
 		return m, nil
 	})

@@ -23,8 +23,8 @@ package msgraph
 // (as CI does: a -fuzztime duration can end in a spurious "context
 // deadline exceeded" with Go 1.26, go.dev/issue/75804).
 // The seed corpus is in testdata/fuzz/FuzzGraphResponse (Microsoft Graph
-// documentation samples and hand-made answers); the samples under
-// /work/shared/graph-samples are added when present.
+// documentation samples and hand-made answers), and every sample in
+// ../graphtest/testdata/graph-samples is added.
 
 import (
 	"bytes"
@@ -51,7 +51,7 @@ import (
 )
 
 const (
-	fzSamples = "../../../shared/graph-samples"
+	fzSamples = samplesDir
 	fzOID     = "a11ce000-0000-4000-8000-000000000001"
 	fzBase    = "https://graph.fuzz.test/v1.0"
 )
@@ -195,21 +195,23 @@ func fzDecodes(kind int, body json.RawMessage) bool {
 func ok2xx(status int) bool { return status >= 200 && status < 300 }
 
 func FuzzGraphResponse(f *testing.F) {
-	// Samples of Microsoft Graph's documentation, when the shared copy is
-	// there (a few are also in testdata as seeds).
-	if names, err := filepath.Glob(filepath.Join(fzSamples, "*.json")); err == nil {
-		for _, n := range names {
-			b, err := os.ReadFile(n)
-			if err != nil {
-				continue
-			}
-			status := 200
-			if strings.HasPrefix(filepath.Base(n), "error_429") {
-				status = 429
-			}
-			for mode := uint8(0); mode <= 3; mode++ {
-				f.Add(mode, status, b)
-			}
+	// Samples of Microsoft Graph's documentation (a few are also in
+	// testdata as seeds).
+	names, err := filepath.Glob(filepath.Join(fzSamples, "*.json"))
+	if err != nil || len(names) == 0 {
+		f.Fatalf("no Graph samples in %s (%v)", fzSamples, err)
+	}
+	for _, n := range names {
+		b, err := os.ReadFile(n)
+		if err != nil {
+			f.Fatal(err)
+		}
+		status := 200
+		if strings.HasPrefix(filepath.Base(n), "error_429") {
+			status = 429
+		}
+		for mode := uint8(0); mode <= 3; mode++ {
+			f.Add(mode, status, b)
 		}
 	}
 	valid := `{"responses":[` +

@@ -56,7 +56,10 @@ type Source struct {
 	riskGen, rolesGen atomic.Uint64
 }
 
-var _ graphcheck.Source = (*Source)(nil)
+var (
+	_ graphcheck.Source = (*Source)(nil)
+	_ graphcheck.Purger = (*Source)(nil)
+)
 
 // groupRoles is the tenant-wide map of role-assignable group ID to the
 // group's active role assignment instances, and when its fetch started.

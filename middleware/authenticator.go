@@ -8,7 +8,6 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
-	"slices"
 	"strings"
 	"time"
 
@@ -28,20 +27,24 @@ const (
 	DefaultRealm               = "pimguard"
 )
 
-// GraphAudiences are the audiences of Microsoft Graph access tokens (public
-// and sovereign clouds). A token for Graph is never accepted by an API: it was
-// meant for Graph, and its signature cannot be validated by third parties
-// anyway. [NewAuthenticator] refuses them in [AuthenticatorConfig.Audiences].
-var GraphAudiences = []string{
-	"00000003-0000-0000-c000-000000000000",
-	"https://graph.microsoft.com",
-	"https://graph.microsoft.com/",
-	"https://graph.microsoft.us",
-	"https://graph.microsoft.us/",
-	"https://dod-graph.microsoft.us",
-	"https://dod-graph.microsoft.us/",
-	"https://microsoftgraph.chinacloudapi.cn",
-	"https://microsoftgraph.chinacloudapi.cn/",
+// isGraphAudience reports whether aud (in any case) is an audience of
+// Microsoft Graph access tokens, in the public or a sovereign cloud. A token
+// for Graph is never accepted by an API: it was meant for Graph, and its
+// signature cannot be validated by third parties anyway. [NewAuthenticator]
+// refuses these values in [AuthenticatorConfig.Audiences], and
+// [Authenticator.Verify] refuses tokens that carry one. The list is a
+// function, not a variable, so that no code can edit what a security check
+// reads.
+func isGraphAudience(aud string) bool {
+	switch strings.ToLower(aud) {
+	case "00000003-0000-0000-c000-000000000000",
+		"https://graph.microsoft.com", "https://graph.microsoft.com/",
+		"https://graph.microsoft.us", "https://graph.microsoft.us/",
+		"https://dod-graph.microsoft.us", "https://dod-graph.microsoft.us/",
+		"https://microsoftgraph.chinacloudapi.cn", "https://microsoftgraph.chinacloudapi.cn/":
+		return true
+	}
+	return false
 }
 
 // AuthenticatorConfig configures an [Authenticator]. Tenants and Audiences are
@@ -58,7 +61,9 @@ type AuthenticatorConfig struct {
 	// Audiences are the accepted aud values; a token needs one of them. List
 	// both the API's application (client) ID, which v2 tokens carry, and its
 	// App ID URI (api://…), which v1 tokens carry. Microsoft Graph's
-	// audiences ([GraphAudiences]) are refused.
+	// audiences (00000003-0000-0000-c000-000000000000,
+	// https://graph.microsoft.com and the sovereign clouds' equivalents) are
+	// refused, here and in tokens.
 	Audiences []string
 
 	// Authority is the base of the discovery URLs:
@@ -162,12 +167,11 @@ type Authenticator struct {
 	skew      time.Duration
 }
 
-// issuer is one accepted iss value with its tenant and verifier.
+// issuer is one accepted iss value with its tenant and key set.
 type issuer struct {
-	iss      string
-	tenant   string
-	keys     *keySet
-	verifier *oidc.IDTokenVerifier
+	iss    string
+	tenant string
+	keys   *keySet
 }
 
 // issuerTemplate is an issuer with its tenant ID cut out, to recognise tokens
@@ -190,39 +194,22 @@ func NewAuthenticator(ctx context.Context, cfg AuthenticatorConfig) (*Authentica
 			if err != nil {
 				return nil, err
 			}
-			ks := keySets[doc.JWKSURI]
+			ks := keySets[doc.JWKSURL]
 			if ks == nil {
-				ks = a.newKeySet(doc.JWKSURI)
+				ks = a.newKeySet(doc.JWKSURL)
 				if err := ks.fetch(ctx); err != nil {
 					return nil, fmt.Errorf("middleware: tenant %s: %w", tenant, err)
 				}
-				keySets[doc.JWKSURI] = ks
+				keySets[doc.JWKSURL] = ks
 				a.keySets = append(a.keySets, ks)
 			}
-			a.issuers[doc.Issuer] = &issuer{
-				iss: doc.Issuer, tenant: tenant, keys: ks,
-				verifier: oidc.NewVerifier(doc.Issuer, ks, &oidc.Config{
-					SkipClientIDCheck:    true, // any-of audiences, checked below
-					SkipExpiryCheck:      true, // go-oidc has no leeway on exp; checked below
-					SupportedSigningAlgs: a.cfg.Algorithms,
-					Now:                  a.cfg.Now,
-				}),
-			}
-			l := strings.ToLower(doc.Issuer)
+			a.issuers[doc.IssuerURL] = &issuer{iss: doc.IssuerURL, tenant: tenant, keys: ks}
+			l := strings.ToLower(doc.IssuerURL)
 			i := strings.Index(l, tenant)
 			a.templates = append(a.templates, issuerTemplate{prefix: l[:i], suffix: l[i+len(tenant):]})
 		}
 	}
 	return a, nil
-}
-
-// MustNewAuthenticator is like [NewAuthenticator] but panics on error.
-func MustNewAuthenticator(ctx context.Context, cfg AuthenticatorConfig) *Authenticator {
-	a, err := NewAuthenticator(ctx, cfg)
-	if err != nil {
-		panic(err)
-	}
-	return a
 }
 
 func (a *Authenticator) applyDefaults() error {
@@ -245,7 +232,7 @@ func (a *Authenticator) applyDefaults() error {
 		if strings.TrimSpace(aud) == "" {
 			return errors.New("middleware: AuthenticatorConfig.Audiences holds an empty value")
 		}
-		if slices.Contains(GraphAudiences, strings.ToLower(aud)) {
+		if isGraphAudience(aud) {
 			return fmt.Errorf("middleware: AuthenticatorConfig.Audiences: %q is Microsoft Graph's audience, not this API's", aud)
 		}
 		a.audiences[aud] = true
@@ -311,31 +298,29 @@ func (a *Authenticator) applyDefaults() error {
 
 func (a *Authenticator) newKeySet(uri string) *keySet {
 	return &keySet{
-		url: uri, client: a.cfg.HTTPClient, now: a.cfg.Now, algs: a.algs, logger: a.cfg.Logger,
+		url: uri, client: a.cfg.HTTPClient, now: a.cfg.Now, logger: a.cfg.Logger,
 		cooldown: a.cfg.JWKSRefreshCooldown, maxAge: a.cfg.JWKSMaxAge, timeout: a.cfg.HTTPTimeout,
 	}
 }
 
-type discoveryDoc struct {
-	Issuer  string `json:"issuer"`
-	JWKSURI string `json:"jwks_uri"`
-}
-
-func (a *Authenticator) discover(ctx context.Context, tenant, u string) (*discoveryDoc, error) {
+// discover fetches and checks one discovery document (OpenID Connect
+// Discovery 1.0 §3, decoded as go-oidc's provider metadata): its issuer must
+// name the tenant and its jwks_uri be https (or http on loopback).
+func (a *Authenticator) discover(ctx context.Context, tenant, u string) (*oidc.ProviderConfig, error) {
 	ctx, cancel := context.WithTimeout(ctx, a.cfg.HTTPTimeout)
 	defer cancel()
 	body, err := getDocument(ctx, a.cfg.HTTPClient, u)
 	if err != nil {
 		return nil, fmt.Errorf("middleware: discovery for tenant %s: %w", tenant, err)
 	}
-	var doc discoveryDoc
+	var doc oidc.ProviderConfig
 	if err := json.Unmarshal(body, &doc); err != nil {
 		return nil, fmt.Errorf("middleware: discovery for tenant %s: decoding %s: %w", tenant, u, err)
 	}
-	if !strings.Contains(strings.ToLower(doc.Issuer), tenant) {
-		return nil, fmt.Errorf("middleware: discovery for tenant %s: issuer %q does not name the tenant", tenant, doc.Issuer)
+	if !strings.Contains(strings.ToLower(doc.IssuerURL), tenant) {
+		return nil, fmt.Errorf("middleware: discovery for tenant %s: issuer %q does not name the tenant", tenant, doc.IssuerURL)
 	}
-	if err := checkURL(doc.JWKSURI); err != nil {
+	if err := checkURL(doc.JWKSURL); err != nil {
 		return nil, fmt.Errorf("middleware: discovery for tenant %s: jwks_uri: %w", tenant, err)
 	}
 	return &doc, nil
@@ -382,15 +367,20 @@ func (a *Authenticator) Authenticate(r *http.Request) (*Principal, error) {
 // Verify checks a raw access token and returns its principal. A token seen
 // before is answered from the verified-token cache after checking its expiry
 // and that its signing key is still published; otherwise it checks, in order:
-// JWS structure and algorithm, issuer (an allowed tenant's v1 or v2 issuer),
-// signature against the issuer's key set, the presence of oid, tid, exp and
-// iat, tid against the issuer, audience, exp, nbf and iat with the clock
-// skew, and the access-token shape: an access token rather than an ID token,
-// of the user or the app-only kind ([Principal.AppOnly]), with scp or roles.
-// Errors wrap the package's sentinels.
+// JWS structure (the compact serialization, canonical base64url), the JOSE
+// header (an allowed algorithm, a kid, no key or URL of its own, no crit),
+// the claims' JSON (no duplicate member), issuer (an allowed tenant's v1 or
+// v2 issuer), signature against the issuer's key set, the presence of oid,
+// tid, exp and iat, tid against the issuer, audience, exp, nbf and iat with
+// the clock skew, and the access-token shape: an access token rather than an
+// ID token, of the user or the app-only kind ([Principal.AppOnly]), with scp
+// or roles. Errors wrap the package's sentinels.
 func (a *Authenticator) Verify(ctx context.Context, raw string) (*Principal, error) {
 	if len(raw) > a.cfg.MaxTokenBytes {
 		return nil, fmt.Errorf("%w: token exceeds the size cap", ErrTokenMalformed)
+	}
+	if _, _, err := checkCompactShape(raw); err != nil {
+		return nil, err
 	}
 	key := tokenKey(raw)
 	if e, ok := a.cache.get(key); ok {
@@ -413,50 +403,37 @@ func (a *Authenticator) Verify(ctx context.Context, raw string) (*Principal, err
 	return e.principal, nil
 }
 
+// verify checks a token the cache does not hold. It parses the token once
+// (splitCompact), decodes the header and the claims once each, and verifies
+// the signature once, on the signing input the parser split off, with the
+// standard library ([keySet.verify]).
 func (a *Authenticator) verify(ctx context.Context, raw string) (*tokenEntry, error) {
-	header, payload, err := splitCompact(raw)
+	jws, err := splitCompact(raw)
 	if err != nil {
 		return nil, err
 	}
-	if err := checkUniqueKeys(header); err != nil {
-		return nil, fmt.Errorf("%w: header: %v", ErrTokenMalformed, err)
-	}
-	if err := checkUniqueKeys(payload); err != nil {
-		return nil, fmt.Errorf("%w: claims: %v", ErrTokenMalformed, err)
-	}
-	jws, err := jose.ParseSigned(raw, a.algs)
+	h, err := decodeHeader(jws.header, a.algs)
 	if err != nil {
-		var algErr *jose.ErrUnexpectedSignatureAlgorithm
-		if errors.As(err, &algErr) {
-			return nil, fmt.Errorf("%w: %v", ErrTokenBadSignature, err)
-		}
-		return nil, fmt.Errorf("%w: %v", ErrTokenMalformed, err)
+		return nil, err
 	}
-	if len(jws.Signatures) != 1 {
-		return nil, fmt.Errorf("%w: %d signatures", ErrTokenMalformed, len(jws.Signatures))
-	}
-	// The payload is read before the signature is checked only to pick the
-	// issuer's key set; nothing in it is trusted until go-oidc has verified
-	// the same bytes.
-	var c accessClaims
-	if err := json.Unmarshal(payload, &c); err != nil {
+	// The claims are read before the signature is checked only to pick the
+	// issuer's key set; nothing in them is trusted until the signature over
+	// the same bytes has verified.
+	c, err := decodeClaims(jws.payload)
+	if err != nil {
 		return nil, fmt.Errorf("%w: claims: %v", ErrTokenMalformed, err)
 	}
 	is, err := a.issuerFor(c.Iss)
 	if err != nil {
 		return nil, err
 	}
-	out := &verifyOutcome{}
-	if _, err := is.verifier.Verify(context.WithValue(ctx, outcomeKey{}, out), raw); err != nil {
-		if out.err != nil {
-			return nil, out.err
-		}
-		return nil, fmt.Errorf("%w: %v", ErrTokenMalformed, err)
+	if err := is.keys.verify(ctx, h, jws.signingInput, jws.signature); err != nil {
+		return nil, err
 	}
 	if err := a.checkClaims(&c, is); err != nil {
 		return nil, err
 	}
-	return &tokenEntry{principal: principalOf(&c), notAfter: c.Exp.t.Add(a.skew), kid: out.kid, keys: is.keys}, nil
+	return &tokenEntry{principal: principalOf(&c), notAfter: c.Exp.t.Add(a.skew), kid: h.kid, keys: is.keys}, nil
 }
 
 func (a *Authenticator) issuerFor(iss string) (*issuer, error) {
@@ -489,7 +466,7 @@ func (a *Authenticator) checkClaims(c *accessClaims, is *issuer) error {
 	}
 	accepted := false
 	for _, aud := range c.Aud {
-		if slices.Contains(GraphAudiences, strings.ToLower(aud)) {
+		if isGraphAudience(aud) {
 			return fmt.Errorf("%w: token is for Microsoft Graph", ErrTokenWrongAudience)
 		}
 		accepted = accepted || a.audiences[aud]

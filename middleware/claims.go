@@ -1,12 +1,13 @@
 package middleware
 
 import (
-	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"math"
+	"strconv"
 	"time"
+	"unicode/utf8"
 )
 
 // accessClaims is the subset of an Entra access token's claims pimguard reads,
@@ -39,6 +40,151 @@ type accessClaims struct {
 	Nonce  presence `json:"nonce"`
 	AtHash presence `json:"at_hash"`
 	CHash  presence `json:"c_hash"`
+
+	// Distributed claims (OpenID Connect Core §5.6.2), which Entra uses for
+	// the groups overage. pimguard resolves none, but refuses a token whose
+	// claim names point at sources it does not define, as go-oidc did.
+	ClaimNames   map[string]string      `json:"_claim_names"`
+	ClaimSources map[string]claimSource `json:"_claim_sources"`
+}
+
+type claimSource struct {
+	Endpoint    string `json:"endpoint"`
+	AccessToken string `json:"access_token"`
+}
+
+// decodeClaims decodes a token payload in one pass over it: a JSON object
+// with no duplicate member ([members]), whose members are read into
+// accessClaims as encoding/json would read them — names matched without
+// regard to case, the same values accepted and refused, the same results —
+// without its reflection: strings without escapes and arrays of them are
+// copied directly, every other value goes through encoding/json or the
+// claim types' UnmarshalJSON. FuzzClaimsDecoding holds it to json.Unmarshal.
+func decodeClaims(payload []byte) (accessClaims, error) {
+	var c accessClaims
+	m := members{obj: payload}
+	for m.next() {
+		var err error
+		switch m.folded {
+		case "iss":
+			c.Iss, err = decodeString(&m)
+		case "aud":
+			err = c.Aud.decode(&m)
+		case "tid":
+			c.Tid, err = decodeString(&m)
+		case "oid":
+			c.Oid, err = decodeString(&m)
+		case "sub":
+			c.Sub, err = decodeString(&m)
+		case "azp":
+			c.Azp, err = decodeString(&m)
+		case "appid":
+			c.AppID, err = decodeString(&m)
+		case "scp":
+			c.Scp, err = decodeString(&m)
+		case "roles":
+			c.Roles, err = decodeStrings(m.value)
+		case "wids":
+			c.Wids, err = decodeStrings(m.value)
+		case "groups":
+			c.Grps, err = decodeStrings(m.value)
+		case "iat":
+			err = c.Iat.UnmarshalJSON(m.value)
+		case "nbf":
+			err = c.Nbf.UnmarshalJSON(m.value)
+		case "exp":
+			err = c.Exp.UnmarshalJSON(m.value)
+		case "ver":
+			c.Ver, err = decodeString(&m)
+		case "idtyp":
+			err = c.Idtyp.decode(&m)
+		case "name":
+			c.Name, err = decodeString(&m)
+		case "preferred_username":
+			c.PUN, err = decodeString(&m)
+		case "upn":
+			c.UPN, err = decodeString(&m)
+		case "unique_name":
+			c.UName, err = decodeString(&m)
+		case "nonce":
+			err = c.Nonce.UnmarshalJSON(m.value)
+		case "at_hash":
+			err = c.AtHash.UnmarshalJSON(m.value)
+		case "c_hash":
+			err = c.CHash.UnmarshalJSON(m.value)
+		case "_claim_names":
+			c.ClaimNames, err = decodeValue[map[string]string](m.value)
+		case "_claim_sources":
+			c.ClaimSources, err = decodeValue[map[string]claimSource](m.value)
+		}
+		if err != nil {
+			return accessClaims{}, err
+		}
+	}
+	if m.err != nil {
+		return accessClaims{}, m.err
+	}
+	return c, c.checkClaimSources()
+}
+
+// checkClaimSources refuses claim names whose source is empty or undefined.
+func (c *accessClaims) checkClaimSources() error {
+	for _, src := range c.ClaimNames {
+		if _, ok := c.ClaimSources[src]; !ok || src == "" {
+			return errors.New("_claim_names names an undefined claim source")
+		}
+	}
+	return nil
+}
+
+// The decoders below return what encoding/json would store in a field of
+// their type that was unset before (members refuses a second value for a
+// field); they return values rather than fill fields so that the claims stay
+// on the stack.
+
+// decodeString decodes the current member's value as encoding/json decodes
+// a string field: null is "", another type is an error.
+func decodeString(m *members) (string, error) {
+	if s, ok := m.str(); ok {
+		return s, nil
+	}
+	return decodeValue[string](m.value)
+}
+
+// decodeStrings decodes the raw JSON value v as encoding/json decodes a
+// []string field ([] is an empty slice, null is nil).
+func decodeStrings(v []byte) ([]string, error) {
+	if ss, ok := simpleStrings(v); ok {
+		return ss, nil
+	}
+	return decodeValue[[]string](v)
+}
+
+// simpleStrings decodes v, a valid JSON value, when it is an array of
+// strings without escapes and in valid UTF-8, reporting false otherwise.
+func simpleStrings(v []byte) ([]string, bool) {
+	if len(v) < 2 || v[0] != '[' {
+		return nil, false
+	}
+	ss := []string{}
+	i := skipSpace(v, 1)
+	if v[i] == ']' {
+		return ss, true
+	}
+	for {
+		if v[i] != '"' {
+			return nil, false
+		}
+		end, escaped, nonASCII := scanString(v, i)
+		if end < 0 || escaped || nonASCII && !utf8.Valid(v[i+1:end-1]) {
+			return nil, false
+		}
+		ss = append(ss, string(v[i+1:end-1]))
+		if i = skipSpace(v, end); v[i] == ']' {
+			return ss, true
+		}
+		i = skipSpace(v, i+1) // past the comma
+	}
 }
 
 // tokenKind is what an Entra token is for an API: see [accessClaims.kind].
@@ -112,14 +258,25 @@ type optString struct {
 }
 
 func (o *optString) UnmarshalJSON(b []byte) error {
-	if bytes.Equal(b, []byte("null")) {
+	if isNull(b) {
 		return errors.New("string claim is null")
 	}
-	if err := json.Unmarshal(b, &o.s); err != nil {
+	s, err := decodeValue[string](b)
+	if err != nil {
 		return errors.New("claim is not a string")
 	}
-	o.set = true
+	o.s, o.set = s, true
 	return nil
+}
+
+// decode is UnmarshalJSON for the current member, without encoding/json for
+// a string it can copy.
+func (o *optString) decode(m *members) error {
+	if s, ok := m.str(); ok {
+		o.s, o.set = s, true
+		return nil
+	}
+	return o.UnmarshalJSON(m.value)
 }
 
 // presence records that a claim was present, with any value (null too).
@@ -132,6 +289,20 @@ func (p *presence) UnmarshalJSON([]byte) error {
 
 // audience is the aud claim: a string, or an array of strings (RFC 7519 §4.1.3).
 type audience []string
+
+// decode is UnmarshalJSON for the current member, without encoding/json for
+// a string or an array of strings it can copy.
+func (a *audience) decode(m *members) error {
+	if s, ok := m.str(); ok {
+		*a = audience{s}
+		return nil
+	}
+	if ss, ok := simpleStrings(m.value); ok {
+		*a = ss
+		return nil
+	}
+	return a.UnmarshalJSON(m.value)
+}
 
 func (a *audience) UnmarshalJSON(b []byte) error {
 	var s string
@@ -155,11 +326,16 @@ type numericDate struct {
 }
 
 func (d *numericDate) UnmarshalJSON(b []byte) error {
-	if bytes.Equal(b, []byte("null")) {
+	if isNull(b) {
 		return errors.New("date claim is null")
 	}
-	var f float64
-	if err := json.Unmarshal(b, &f); err != nil {
+	// encoding/json hands over a valid JSON value and decodes a number into
+	// a float64 with strconv.ParseFloat, as here.
+	if len(b) == 0 || b[0] != '-' && (b[0] < '0' || b[0] > '9') {
+		return errors.New("date claim is not a number")
+	}
+	f, err := strconv.ParseFloat(string(b), 64)
+	if err != nil {
 		return errors.New("date claim is not a number")
 	}
 	if math.IsNaN(f) || math.IsInf(f, 0) || f < 0 || f > 1e11 {

@@ -12,10 +12,12 @@
 //   - reads the token from the Authorization header only ([BearerToken], RFC
 //     6750 §2.1), refusing duplicates, empty and oversized tokens before any
 //     parsing;
-//   - verifies it with coreos/go-oidc (go-jose underneath) against the
-//     tenant's v2 or v1 issuer and key set, RS256 only by default, with one
-//     clock-skew leeway on exp, nbf and iat, and refuses Microsoft Graph
-//     tokens, ID tokens and tokens without oid or tid;
+//   - parses it once, strictly, and verifies its signature with the standard
+//     library against the tenant's v2 or v1 issuer and key set (discovered
+//     with go-oidc's provider metadata, keys parsed by go-jose), RS256 only
+//     by default, with one clock-skew leeway on exp, nbf and iat, and
+//     refuses Microsoft Graph tokens, ID tokens and tokens without oid or
+//     tid;
 //   - puts the resulting [Principal] in the request context
 //     ([PrincipalFromContext]).
 //

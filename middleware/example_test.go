@@ -56,11 +56,14 @@ func ExampleAuthenticator_Handler() {
 func ExampleAuthenticator_Handler_chi() {
 	tenant := graphtest.NewServer(graphtest.Options{})
 	defer tenant.Close()
-	auth := middleware.MustNewAuthenticator(context.Background(), middleware.AuthenticatorConfig{
+	auth, err := middleware.NewAuthenticator(context.Background(), middleware.AuthenticatorConfig{
 		Tenants:   []string{graphtest.TenantID},
 		Audiences: []string{graphtest.APIClientID},
 		Authority: tenant.URL,
 	})
+	if err != nil {
+		panic(err)
+	}
 
 	r := chi.NewRouter()
 	r.Get("/healthz", func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "ok") })

@@ -1,19 +1,61 @@
 package middleware
 
 import (
+	"bytes"
 	"encoding/json"
+	"errors"
+	"fmt"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
 	"time"
 )
 
+// referenceClaims is the decoding decodeClaims replaced, kept as its
+// specification: json.Decoder walks the top-level members to refuse
+// duplicates (names folded by foldKey), json.Unmarshal reads the claims, and
+// claim names must point at defined claim sources.
+func referenceClaims(payload []byte) (accessClaims, error) {
+	dec := json.NewDecoder(bytes.NewReader(payload))
+	if t, err := dec.Token(); err != nil || t != json.Delim('{') {
+		return accessClaims{}, errors.New("not a JSON object")
+	}
+	seen := map[string]bool{}
+	for dec.More() {
+		t, err := dec.Token()
+		if err != nil {
+			return accessClaims{}, err
+		}
+		key, ok := t.(string)
+		if !ok {
+			return accessClaims{}, errors.New("malformed JSON object")
+		}
+		if seen[foldKey(key)] {
+			return accessClaims{}, fmt.Errorf("duplicate member %q", key)
+		}
+		seen[foldKey(key)] = true
+		var skip json.RawMessage
+		if err := dec.Decode(&skip); err != nil {
+			return accessClaims{}, err
+		}
+	}
+	var c accessClaims
+	if err := json.Unmarshal(payload, &c); err != nil {
+		return accessClaims{}, err
+	}
+	return c, c.checkClaimSources()
+}
+
 // FuzzClaimsDecoding decodes arbitrary bytes as a token payload the way
-// Authenticator.verify does, then runs the claim checks and builds the
-// principal. It must never panic; dates that decode are in range; and
-// whenever checkClaims passes, the claims really are those of an access
-// token for this API from the expected tenant, valid now within the skew, of
-// the kind the principal says (user or app-only), and not an ID token.
+// Authenticator.verify does (decodeClaims), then runs the claim checks and
+// builds the principal. It must never panic; decodeClaims must accept exactly
+// what the reference decoding accepts — a JSON object without duplicate
+// members (compared as encoding/json folds them), read by json.Unmarshal —
+// and produce the same claims; dates that decode are in range; and whenever
+// checkClaims passes, the claims really are those of an access token for this
+// API from the expected tenant, valid now within the skew, of the kind the
+// principal says (user or app-only), and not an ID token.
 //
 //	go test -run XXX -fuzz '^FuzzClaimsDecoding$' -fuzztime 10s ./middleware/
 func FuzzClaimsDecoding(f *testing.F) {
@@ -41,10 +83,21 @@ func FuzzClaimsDecoding(f *testing.F) {
 	f.Add([]byte(strings.Replace(valid, `"aud":`, `"aud":"api://evil","aud":`, 1)))
 	f.Add([]byte(strings.Replace(valid, `"exp":1795605300`, `"exp":1795605300.999`, 1)))
 	f.Add([]byte(`{"aud":["a",["b"]],"exp":1e400}`))
+	f.Add([]byte(strings.Replace(valid, `"scp":"access_as_user"`, `"\u0073cp":"access_\u0061s_user","Roles":["a\"b",null],"WIDS":[],"name":"J\u00e9r\u00f4me"`, 1)))
+	f.Add([]byte(strings.Replace(valid, `"tid":"`, "\"name\":\"\xff\xfe\",\"oid\":[\"\xc3\"],\"tid\":\"", 1)))
+	f.Add([]byte(strings.Replace(valid, `"aud":"`+audience+`"`, `"aud":["`+audience+`", "x" ],"groups":null,"_claim_names":{"groups":"src1"},"_claim_sources":{"src1":{"endpoint":"https://graph"}}`, 1)))
+	f.Add([]byte(` {"iat":1.5e9,"exp":-0,"nbf":"1","idtyp":null} `))
 	f.Fuzz(func(t *testing.T, payload []byte) {
-		var c accessClaims
-		if err := json.Unmarshal(payload, &c); err != nil {
+		c, err := decodeClaims(payload)
+		ref, refErr := referenceClaims(payload)
+		if (err == nil) != (refErr == nil) {
+			t.Fatalf("decodeClaims error %v, reference error %v", err, refErr)
+		}
+		if err != nil {
 			return
+		}
+		if !reflect.DeepEqual(c, ref) {
+			t.Fatalf("decodeClaims read %+v, the reference %+v", c, ref)
 		}
 		for _, d := range []numericDate{c.Iat, c.Nbf, c.Exp} {
 			if d.set && (d.t.Before(time.Unix(0, 0)) || d.t.After(time.Unix(1e11, 0))) {
@@ -72,7 +125,7 @@ func FuzzClaimsDecoding(f *testing.F) {
 			t.Fatal("accepted without scp or roles")
 		case !slices.ContainsFunc(c.Aud, func(s string) bool { return a.audiences[s] }):
 			t.Fatalf("accepted aud %q", []string(c.Aud))
-		case slices.ContainsFunc(c.Aud, func(s string) bool { return slices.Contains(GraphAudiences, strings.ToLower(s)) }):
+		case slices.ContainsFunc(c.Aud, isGraphAudience):
 			t.Fatalf("accepted Microsoft Graph's aud %q", []string(c.Aud))
 		}
 		p := principalOf(&c)

@@ -264,7 +264,9 @@ func NewGuard(cfg GuardConfig) (*Guard, error) {
 	return g, nil
 }
 
-// MustNewGuard is like [NewGuard] but panics on error.
+// MustNewGuard is like [NewGuard] but panics on error. NewGuard makes no
+// network call, so its only errors are configuration errors: MustNewGuard
+// is for package-level wiring, where such an error is a programming error.
 func MustNewGuard(cfg GuardConfig) *Guard {
 	g, err := NewGuard(cfg)
 	if err != nil {

@@ -43,10 +43,13 @@ func ExampleGuard_Require_chi() {
 	clock := graphtest.NewClock(time.Date(2026, 11, 25, 10, 0, 0, 0, time.UTC))
 	tenant := graphtest.NewServer(graphtest.Options{Clock: clock})
 	defer tenant.Close()
-	auth := middleware.MustNewAuthenticator(context.Background(), middleware.AuthenticatorConfig{
+	auth, err := middleware.NewAuthenticator(context.Background(), middleware.AuthenticatorConfig{
 		Tenants: []string{graphtest.TenantID}, Audiences: []string{graphtest.APIClientID},
 		Authority: tenant.URL, Now: clock.Now,
 	})
+	if err != nil {
+		panic(err)
+	}
 	token := tenant.MustMint(graphtest.Token{ObjectID: janeOID}) // no wids: issued before the activation
 
 	activationEnd := clock.Now().Add(30 * time.Minute)
@@ -87,10 +90,13 @@ func ExampleGuard_Require() {
 	clock := graphtest.NewClock(time.Date(2026, 11, 25, 10, 0, 0, 0, time.UTC))
 	tenant := graphtest.NewServer(graphtest.Options{Clock: clock})
 	defer tenant.Close()
-	auth := middleware.MustNewAuthenticator(context.Background(), middleware.AuthenticatorConfig{
+	auth, err := middleware.NewAuthenticator(context.Background(), middleware.AuthenticatorConfig{
 		Tenants: []string{graphtest.TenantID}, Audiences: []string{graphtest.APIClientID},
 		Authority: tenant.URL, Now: clock.Now,
 	})
+	if err != nil {
+		panic(err)
+	}
 	token := tenant.MustMint(graphtest.Token{ObjectID: janeOID})
 
 	var graphDown atomic.Bool

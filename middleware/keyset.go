@@ -2,12 +2,21 @@ package middleware
 
 import (
 	"context"
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/ed25519"
+	"crypto/elliptic"
+	"crypto/rsa"
+	"crypto/sha256"
+	"crypto/sha512"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"math/big"
 	"net/http"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -19,7 +28,8 @@ import (
 // maxDocumentBytes caps discovery and JWKS responses.
 const maxDocumentBytes = 1 << 20
 
-// keySet is an oidc.KeySet over one jwks_uri with a bounded refresh policy.
+// keySet holds the keys of one jwks_uri, with a bounded refresh policy, and
+// verifies signatures with them ([keySet.verify]).
 //
 // go-oidc's RemoteKeySet refetches the JWKS on every unknown kid. A stream of
 // tokens with random kids would thus become a stream of JWKS fetches; here a
@@ -41,7 +51,6 @@ type keySet struct {
 	cooldown time.Duration
 	maxAge   time.Duration
 	timeout  time.Duration
-	algs     []jose.SignatureAlgorithm
 	logger   *slog.Logger
 
 	snap   atomic.Pointer[keySnapshot]
@@ -66,53 +75,110 @@ type keySnapshot struct {
 // errCooldown reports that a refetch was skipped because one happened recently.
 var errCooldown = errors.New("middleware: key set refetched recently")
 
-// verifyOutcome carries the signature check's result out of go-oidc, which
-// flattens KeySet errors with %v. The keySet fills it in; the verifier reads
-// it to classify the failure with errors.Is.
-type verifyOutcome struct {
-	kid string
-	err error
-}
-
-type outcomeKey struct{}
-
-// VerifySignature implements oidc.KeySet.
-func (k *keySet) VerifySignature(ctx context.Context, raw string) ([]byte, error) {
-	out, _ := ctx.Value(outcomeKey{}).(*verifyOutcome)
-	payload, kid, err := k.verify(ctx, raw)
-	if out != nil {
-		out.kid, out.err = kid, err
-	}
-	return payload, err
-}
-
-func (k *keySet) verify(ctx context.Context, raw string) ([]byte, string, error) {
-	jws, err := jose.ParseSigned(raw, k.algs)
+// verify checks sig, the signature of signingInput under the JOSE header
+// h, with the key h.kid names in this set (see [keySet.key]): the key must be
+// for signatures, for h.alg when it names an algorithm, and of the type h.alg
+// needs. h.alg is one of the configured algorithms ([decodeHeader]).
+func (k *keySet) verify(ctx context.Context, h jwsHeader, signingInput string, sig []byte) error {
+	key, err := k.key(ctx, h.kid)
 	if err != nil {
-		return nil, "", fmt.Errorf("%w: %v", ErrTokenMalformed, err)
-	}
-	if len(jws.Signatures) != 1 {
-		return nil, "", fmt.Errorf("%w: %d signatures", ErrTokenMalformed, len(jws.Signatures))
-	}
-	h := jws.Signatures[0].Header
-	if h.KeyID == "" {
-		return nil, "", fmt.Errorf("%w: no kid in header", ErrTokenMalformed)
-	}
-	key, err := k.key(ctx, h.KeyID)
-	if err != nil {
-		return nil, "", err
+		return err
 	}
 	if key.Use != "" && key.Use != "sig" {
-		return nil, "", fmt.Errorf("%w: key is for %q, not signatures", ErrTokenBadSignature, key.Use)
+		return fmt.Errorf("%w: key is for %q, not signatures", ErrTokenBadSignature, key.Use)
 	}
-	if key.Algorithm != "" && key.Algorithm != h.Algorithm {
-		return nil, "", fmt.Errorf("%w: key is for %s, token uses %s", ErrTokenBadSignature, key.Algorithm, h.Algorithm)
+	if key.Algorithm != "" && key.Algorithm != h.alg {
+		return fmt.Errorf("%w: key is for %s, token uses %s", ErrTokenBadSignature, key.Algorithm, h.alg)
 	}
-	payload, err := jws.Verify(key.Key)
-	if err != nil {
-		return nil, "", fmt.Errorf("%w: %v", ErrTokenBadSignature, err)
+	if err := verifySignature(h.alg, key.Key, stringBytes(signingInput), sig); err != nil {
+		return fmt.Errorf("%w: %v", ErrTokenBadSignature, err)
 	}
-	return payload, h.KeyID, nil
+	return nil
+}
+
+// verifySignature checks a JWS signature with the standard library, as RFC
+// 7518 §3 defines each algorithm: RS* RSASSA-PKCS1-v1_5, PS* RSASSA-PSS with
+// a salt as long as the hash, ES* ECDSA with r and s as fixed-size big-endian
+// integers on the curve the algorithm names, EdDSA Ed25519. Any other
+// algorithm, and a key of another type than the algorithm needs, fail.
+func verifySignature(alg string, key any, signed, sig []byte) error {
+	var hash crypto.Hash
+	switch alg {
+	case "RS256", "PS256", "ES256":
+		hash = crypto.SHA256
+	case "RS384", "PS384", "ES384":
+		hash = crypto.SHA384
+	case "RS512", "PS512", "ES512":
+		hash = crypto.SHA512
+	case "EdDSA":
+		pub, ok := key.(ed25519.PublicKey)
+		if !ok || len(pub) != ed25519.PublicKeySize {
+			return fmt.Errorf("%s needs an Ed25519 key, not %T", alg, key)
+		}
+		if !ed25519.Verify(pub, signed, sig) {
+			return errors.New("ed25519 signature does not verify")
+		}
+		return nil
+	default:
+		return fmt.Errorf("algorithm %.20q is not supported", alg)
+	}
+	var buf [sha512.Size]byte
+	digest := digestInto(&buf, hash, signed)
+	switch alg[0] {
+	case 'R':
+		pub, ok := key.(*rsa.PublicKey)
+		if !ok || pub == nil {
+			return fmt.Errorf("%s needs an RSA key, not %T", alg, key)
+		}
+		return rsa.VerifyPKCS1v15(pub, hash, digest, sig)
+	case 'P':
+		pub, ok := key.(*rsa.PublicKey)
+		if !ok || pub == nil {
+			return fmt.Errorf("%s needs an RSA key, not %T", alg, key)
+		}
+		return rsa.VerifyPSS(pub, hash, slices.Clone(digest), sig, &rsa.PSSOptions{SaltLength: rsa.PSSSaltLengthEqualsHash})
+	default: // ES*
+		pub, ok := key.(*ecdsa.PublicKey)
+		if !ok || pub == nil {
+			return fmt.Errorf("%s needs an EC key, not %T", alg, key)
+		}
+		curve := elliptic.P256()
+		switch hash {
+		case crypto.SHA384:
+			curve = elliptic.P384()
+		case crypto.SHA512:
+			curve = elliptic.P521()
+		}
+		if pub.Curve != curve {
+			return fmt.Errorf("%s needs a key on %s", alg, curve.Params().Name)
+		}
+		size := (curve.Params().BitSize + 7) / 8
+		if len(sig) != 2*size {
+			return fmt.Errorf("%s signature of %d bytes, want %d", alg, len(sig), 2*size)
+		}
+		r, s := new(big.Int).SetBytes(sig[:size]), new(big.Int).SetBytes(sig[size:])
+		if !ecdsa.Verify(pub, slices.Clone(digest), r, s) {
+			return errors.New("ecdsa signature does not verify")
+		}
+		return nil
+	}
+}
+
+// digestInto hashes b with one of SHA-256, SHA-384 and SHA-512 into buf and
+// returns the digest, a slice of buf: on the stack for RS* (crypto/rsa keeps
+// no reference to it); PS* and ES* pass a copy.
+func digestInto(buf *[sha512.Size]byte, hash crypto.Hash, b []byte) []byte {
+	switch hash {
+	case crypto.SHA384:
+		d := sha512.Sum384(b)
+		return buf[:copy(buf[:], d[:])]
+	case crypto.SHA512:
+		*buf = sha512.Sum512(b)
+		return buf[:]
+	default:
+		d := sha256.Sum256(b)
+		return buf[:copy(buf[:], d[:])]
+	}
 }
 
 // key returns the key with the given ID, refetching the set (at most once per

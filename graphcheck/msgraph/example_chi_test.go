@@ -48,13 +48,16 @@ func Example_chi() {
 	if err != nil {
 		panic(err)
 	}
-	auth := middleware.MustNewAuthenticator(context.Background(), middleware.AuthenticatorConfig{
+	auth, err := middleware.NewAuthenticator(context.Background(), middleware.AuthenticatorConfig{
 		Tenants:   []string{graphtest.TenantID},
 		Audiences: []string{graphtest.APIClientID},
 		Authority: tenant.URL,
 		Now:       clock.Now,
 		Logger:    quiet,
 	})
+	if err != nil {
+		panic(err)
+	}
 	const negativeTTL = 5 * time.Second
 	guard := middleware.MustNewGuard(middleware.GuardConfig{
 		Source:      source,

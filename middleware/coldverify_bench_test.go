@@ -79,10 +79,9 @@ func newColdEnv(b *testing.B) *coldEnv {
 		next := e.pool[(i+1)%len(e.pool)]
 		e.forged = append(e.forged, tok[:strings.LastIndexByte(tok, '.')]+next[strings.LastIndexByte(next, '.'):])
 	}
-	// A full-length token refused by the compact parser after the cache
-	// lookup: its payload is in the standard base64 alphabet ('+' and '/'
-	// for '-' and '_'), as in the hostile corpus. And the token cut after
-	// its payload, refused before.
+	// A full-length token whose payload is in the standard base64 alphabet
+	// ('+' and '/' for '-' and '_'), as in the hostile corpus, and the token
+	// cut after its payload: both refused before the cache lookup.
 	var std string
 	for _, tok := range e.pool {
 		if std = strings.NewReplacer("-", "+", "_", "/").Replace(tok); std != tok {
@@ -212,8 +211,8 @@ func run(paths []*coldPath, d time.Duration) map[string]float64 {
 //   - forged-ns/op: a token with a published kid and a real signature of
 //     another token (refused as token_bad_signature);
 //   - malformed-ns/op: a full-length token whose payload is in the standard
-//     base64 alphabet (refused as token_malformed before any signature
-//     check, after the SHA-256 of the cache lookup);
+//     base64 alphabet (refused as token_malformed before the SHA-256 of
+//     the cache lookup);
 //   - truncated-ns/op: the same token without its signature (refused as
 //     token_malformed before the cache lookup).
 //

@@ -1,17 +1,13 @@
 package cache
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
-	"hash/maphash"
 	"runtime/debug"
-	"sync"
 	"sync/atomic"
 	"time"
-
-	lru "github.com/hashicorp/golang-lru/v2"
-	"golang.org/x/sync/singleflight"
 )
 
 // Defaults applied by [New] to the zero fields of a [Config].
@@ -33,15 +29,6 @@ var (
 	// caller and would take the whole process down.
 	ErrLoaderPanicked = errors.New("cache: loader panicked")
 )
-
-// maxShards is the number of independently locked LRUs of a large cache.
-// golang-lru's Get takes a write lock (it reorders the list), so with one
-// LRU every request would queue on the same mutex.
-const maxShards = 16
-
-// minShardSize keeps per-shard LRU order meaningful: caches smaller than
-// maxShards*minShardSize use one shard and so evict in exact LRU order.
-const minShardSize = 16
 
 // Config sets up a [Cache]. The zero value is valid: every zero field takes
 // its default. Negative values are rejected by [New].
@@ -159,13 +146,14 @@ type Stats struct {
 	Evictions   uint64 // entries dropped to make room (not purges)
 }
 
-// Cache is a size-bounded, short-TTL, read-through cache. Create one with
-// [New]; a Cache is safe for concurrent use and needs no Close: it starts no
-// goroutine except one per running load, which ends with the load.
+// Cache is a size-bounded, short-TTL, read-through cache: a [Store] of
+// loaded values with a [Flight] of loads. Create one with [New]; a Cache is
+// safe for concurrent use and needs no Close: it starts no goroutine except
+// one per running load, which ends with the load.
 type Cache[K ~string, V any] struct {
-	shards      []shard[K, V]
-	mask        uint64 // len(shards)-1; len(shards) is a power of two
-	seed        maphash.Seed
+	store       *Store[K, *entry[V]]
+	flight      Flight[*entry[V]]
+	counters    []counters // per shard of store
 	load        LoadFunc[K, V]
 	now         func() time.Time
 	ttl         time.Duration
@@ -174,24 +162,16 @@ type Cache[K ~string, V any] struct {
 	loadTimeout time.Duration
 }
 
-type shard[K ~string, V any] struct {
-	lru *lru.Cache[K, *entry[V]]
-	// group coalesces loads. PurgeAll replaces it so that loads started
-	// before the purge can no longer be joined.
-	group atomic.Pointer[singleflight.Group]
-	// mu orders stores against purges: a load stores its result only if gen
-	// has not moved since the load started. gen is written under mu and
-	// read without it when a load starts.
-	mu  sync.Mutex
-	gen atomic.Uint64
-
-	hits, misses, loads, loadErrors, staleServed, evictions atomic.Uint64
+// counters are kept per shard, so that hits on different shards do not
+// contend on one cache line.
+type counters struct {
+	hits, misses, loads, loadErrors, staleServed atomic.Uint64
 
 	_ [64]byte // keep neighbouring shards' hot counters off this cache line
 }
 
 // entry is immutable once stored, so a hit can return its fields without
-// further locking.
+// further locking. Its Store expiry is staleUntil.
 type entry[V any] struct {
 	value      V
 	expires    time.Time // fresh while now is before expires
@@ -221,50 +201,24 @@ func New[K ~string, V any](cfg Config, load LoadFunc[K, V]) (*Cache[K, V], error
 			return nil, fmt.Errorf("%w: %s is negative (%v)", ErrInvalidConfig, d.name, d.v)
 		}
 	}
+	store, err := NewStore[K, *entry[V]](cmp.Or(cfg.Size, DefaultSize))
+	if err != nil {
+		return nil, err
+	}
 	c := &Cache[K, V]{
-		seed:        maphash.MakeSeed(),
+		store:       store,
+		counters:    make([]counters, len(store.shards)),
 		load:        load,
 		now:         cfg.Now,
-		ttl:         orDefault(cfg.TTL, DefaultTTL),
-		negativeTTL: orDefault(cfg.NegativeTTL, DefaultNegativeTTL),
+		ttl:         cmp.Or(cfg.TTL, DefaultTTL),
+		negativeTTL: cmp.Or(cfg.NegativeTTL, DefaultNegativeTTL),
 		maxStale:    cfg.MaxStale,
-		loadTimeout: orDefault(cfg.LoadTimeout, DefaultLoadTimeout),
+		loadTimeout: cmp.Or(cfg.LoadTimeout, DefaultLoadTimeout),
 	}
 	if c.now == nil {
 		c.now = time.Now
 	}
-	size := orDefault(cfg.Size, DefaultSize)
-	n := 1
-	if size >= maxShards*minShardSize {
-		n = maxShards
-	}
-	c.mask = uint64(n - 1)
-	c.shards = make([]shard[K, V], n)
-	for i := range c.shards {
-		l, err := lru.New[K, *entry[V]]((size + n - 1) / n)
-		if err != nil {
-			return nil, fmt.Errorf("cache: %w", err)
-		}
-		s := &c.shards[i]
-		s.lru = l
-		s.group.Store(new(singleflight.Group))
-	}
 	return c, nil
-}
-
-func orDefault[T comparable](v, def T) T {
-	var zero T
-	if v == zero {
-		return def
-	}
-	return v
-}
-
-func (c *Cache[K, V]) shard(key K) *shard[K, V] {
-	if c.mask == 0 {
-		return &c.shards[0]
-	}
-	return &c.shards[maphash.String(c.seed, string(key))&c.mask]
 }
 
 // Get returns the value for key: from the cache while it is fresh, otherwise
@@ -278,62 +232,57 @@ func (c *Cache[K, V]) shard(key K) *shard[K, V] {
 // and a zero [Info], unless [Config.MaxStale] allows serving a stale value,
 // in which case the error is nil and [Info.Source] is [Stale].
 func (c *Cache[K, V]) Get(ctx context.Context, key K) (V, Info, error) {
-	s := c.shard(key)
-	if e, ok := s.lru.Get(key); ok && c.now().Before(e.expires) {
-		s.hits.Add(1)
+	i := c.store.index(key)
+	sh, n := &c.store.shards[i], &c.counters[i]
+	now := c.now()
+	if e, ok := sh.get(key, now); ok && now.Before(e.expires) {
+		n.hits.Add(1)
 		return e.value, Info{Source: Hit, Expires: e.expires, LoadTime: e.loadTime}, nil
 	}
-	s.misses.Add(1)
-	return c.miss(ctx, s, key)
+	n.misses.Add(1)
+	return c.miss(ctx, sh, n, key)
 }
 
-func (c *Cache[K, V]) miss(ctx context.Context, s *shard[K, V], key K) (V, Info, error) {
+func (c *Cache[K, V]) miss(ctx context.Context, sh *storeShard[K, *entry[V]], n *counters, key K) (V, Info, error) {
 	var zero V
-	if err := ctx.Err(); err != nil {
-		return zero, Info{}, err
-	}
 	// started is written by the load goroutine before it sends the result,
 	// and read only after receiving it.
 	started := false
-	ch := s.group.Load().DoChan(string(key), func() (any, error) {
+	e, err := c.flight.Do(ctx, string(key), c.loadTimeout, func(lctx context.Context) (*entry[V], error) {
 		// A load that finished between this Get's miss and now has stored
-		// a fresh entry and left the group: use it rather than load again.
-		if e, ok := s.lru.Peek(key); ok && c.now().Before(e.expires) {
+		// a fresh entry and left the flight: use it rather than load again.
+		if e, _, ok := sh.peek(key); ok && c.now().Before(e.expires) {
 			return e, nil
 		}
 		started = true
-		return c.loadAndStore(ctx, s, key)
+		return c.loadAndStore(lctx, sh, n, key)
 	})
-	select {
-	case <-ctx.Done():
-		return zero, Info{}, ctx.Err()
-	case r := <-ch:
-		if r.Err == nil {
-			e := r.Val.(*entry[V])
-			return e.value, Info{Source: Loaded, Expires: e.expires, LoadTime: e.loadTime, Shared: !started}, nil
-		}
-		if v, info, ok := c.stale(s, key); ok {
-			info.Shared = !started
-			if info.Source == Stale {
-				info.LoadErr = r.Err
-			}
-			return v, info, nil
-		}
-		return zero, Info{}, r.Err
+	if err == nil {
+		return e.value, Info{Source: Loaded, Expires: e.expires, LoadTime: e.loadTime, Shared: !started}, nil
 	}
+	if cerr := ctx.Err(); cerr != nil && err == cerr {
+		return zero, Info{}, err // this caller gave up; the load goes on
+	}
+	if v, info, ok := c.stale(sh, n, key); ok {
+		info.Shared = !started
+		if info.Source == Stale {
+			info.LoadErr = err
+		}
+		return v, info, nil
+	}
+	return zero, Info{}, err
 }
 
-// loadAndStore runs in singleflight's goroutine, once per coalesced load.
-func (c *Cache[K, V]) loadAndStore(ctx context.Context, s *shard[K, V], key K) (any, error) {
-	gen := s.gen.Load()
-	s.loads.Add(1)
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.loadTimeout)
-	defer cancel()
+// loadAndStore runs in the flight's goroutine, once per coalesced load, on
+// the detached context the flight bounds with LoadTimeout.
+func (c *Cache[K, V]) loadAndStore(ctx context.Context, sh *storeShard[K, *entry[V]], n *counters, key K) (*entry[V], error) {
+	gen := sh.gen.Load()
+	n.loads.Add(1)
 	start := c.now()
 	res, err := c.callLoad(ctx, key)
 	end := c.now()
 	if err != nil {
-		s.loadErrors.Add(1)
+		n.loadErrors.Add(1)
 		return nil, err
 	}
 	ttl := c.ttl
@@ -349,15 +298,14 @@ func (c *Cache[K, V]) loadAndStore(ctx context.Context, s *shard[K, V], key K) (
 	// still replaces the previous one, which is older news.
 	keep := end.Before(e.expires) || (c.maxStale > 0 && end.Before(e.staleUntil))
 
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.gen.Load() != gen {
-		return e, nil // purged while loading: answer the waiters, store nothing
-	}
-	if !keep {
-		s.lru.Remove(key)
-	} else if s.lru.Add(key, e) {
-		s.evictions.Add(1)
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	switch {
+	case sh.gen.Load() != gen: // purged while loading: answer the waiters, store nothing
+	case keep:
+		sh.add(key, e, e.staleUntil)
+	default:
+		sh.lru.Remove(key)
 	}
 	return e, nil
 }
@@ -374,12 +322,12 @@ func (c *Cache[K, V]) callLoad(ctx context.Context, key K) (res Result[V], err e
 // stale returns the cached value for key if it can stand in for a failed
 // load. It looks again rather than reusing what Get saw, so that a purge or a
 // newer load made meanwhile is honoured.
-func (c *Cache[K, V]) stale(s *shard[K, V], key K) (V, Info, bool) {
+func (c *Cache[K, V]) stale(sh *storeShard[K, *entry[V]], n *counters, key K) (V, Info, bool) {
 	var zero V
 	if c.maxStale == 0 {
 		return zero, Info{}, false
 	}
-	e, ok := s.lru.Peek(key)
+	e, _, ok := sh.peek(key)
 	if !ok {
 		return zero, Info{}, false
 	}
@@ -388,7 +336,7 @@ func (c *Cache[K, V]) stale(s *shard[K, V], key K) (V, Info, bool) {
 	case now.Before(e.expires): // another load refreshed it meanwhile
 		return e.value, Info{Source: Hit, Expires: e.expires, LoadTime: e.loadTime}, true
 	case now.Before(e.staleUntil):
-		s.staleServed.Add(1)
+		n.staleServed.Add(1)
 		return e.value, Info{Source: Stale, Expires: e.expires, LoadTime: e.loadTime}, true
 	}
 	return zero, Info{}, false
@@ -400,12 +348,8 @@ func (c *Cache[K, V]) stale(s *shard[K, V], key K) (V, Info, bool) {
 // the same shard that are running at that moment are not stored either,
 // which costs one extra load at worst. Purge is safe for concurrent use.
 func (c *Cache[K, V]) Purge(key K) {
-	s := c.shard(key)
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.gen.Add(1)
-	s.lru.Remove(key)
-	s.group.Load().Forget(string(key))
+	c.store.Purge(key)
+	c.flight.Forget(string(key))
 }
 
 // PurgeAll removes every entry and, like [Cache.Purge], keeps loads running
@@ -414,38 +358,27 @@ func (c *Cache[K, V]) Purge(key K) {
 // purged; once PurgeAll returns, none remains. PurgeAll is safe for
 // concurrent use.
 func (c *Cache[K, V]) PurgeAll() {
-	for i := range c.shards {
-		s := &c.shards[i]
-		s.mu.Lock()
-		s.gen.Add(1)
-		s.lru.Purge()
-		s.group.Store(new(singleflight.Group))
-		s.mu.Unlock()
-	}
+	c.store.PurgeAll()
+	c.flight.ForgetAll()
 }
 
 // Len returns the number of entries, including expired ones that have not
 // been evicted or replaced yet (expiry is checked on read, not swept).
 func (c *Cache[K, V]) Len() int {
-	n := 0
-	for i := range c.shards {
-		n += c.shards[i].lru.Len()
-	}
-	return n
+	return c.store.Len()
 }
 
 // Stats returns the counters summed over all shards. It is safe for
 // concurrent use and does not block Gets.
 func (c *Cache[K, V]) Stats() Stats {
-	var st Stats
-	for i := range c.shards {
-		s := &c.shards[i]
-		st.Hits += s.hits.Load()
-		st.Misses += s.misses.Load()
-		st.Loads += s.loads.Load()
-		st.LoadErrors += s.loadErrors.Load()
-		st.StaleServed += s.staleServed.Load()
-		st.Evictions += s.evictions.Load()
+	st := Stats{Evictions: c.store.Evictions()}
+	for i := range c.counters {
+		n := &c.counters[i]
+		st.Hits += n.hits.Load()
+		st.Misses += n.misses.Load()
+		st.Loads += n.loads.Load()
+		st.LoadErrors += n.loadErrors.Load()
+		st.StaleServed += n.staleServed.Load()
 	}
 	return st
 }

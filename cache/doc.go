@@ -18,7 +18,8 @@
 //
 // # Loads
 //
-// A miss calls the loader through golang.org/x/sync/singleflight: any number
+// A miss calls the loader through a [Flight] (golang.org/x/sync/singleflight
+// with a detached, bounded context): any number
 // of concurrent misses for one key make one load, and every caller gets its
 // result ([Info.Shared] tells the ones that joined). The load runs on
 // [context.WithoutCancel] of the first caller's context, bounded by
@@ -41,8 +42,12 @@
 //
 // # Performance
 //
-// The cache is split into shards chosen by [hash/maphash], each a
-// hashicorp/golang-lru/v2 LRU with its own lock, so concurrent hits on
-// different keys do not queue on one mutex. A hit allocates nothing. Counters
-// are kept per shard and summed by [Cache.Stats].
+// A Cache is a [Store] of loaded values: a size-bounded LRU whose entries
+// carry their own expiry, split into shards chosen by [hash/maphash], each a
+// hashicorp/golang-lru/v2 simplelru LRU behind its own lock, so concurrent
+// hits on different keys do not queue on one mutex. A hit takes only its
+// shard's lock and allocates nothing. Counters are kept per shard and summed
+// by [Cache.Stats]. [Store] and [Flight] are also usable on their own:
+// pimguard's verified-token cache and the Graph source's risk and
+// group-roles caches are built on them.
 package cache

@@ -22,7 +22,8 @@ import (
 	"time"
 
 	"github.com/go-jose/go-jose/v4"
-	"golang.org/x/sync/singleflight"
+
+	"github.com/pimguard/pimguard/cache"
 )
 
 // maxDocumentBytes caps discovery and JWKS responses.
@@ -54,7 +55,7 @@ type keySet struct {
 	logger   *slog.Logger
 
 	snap   atomic.Pointer[keySnapshot]
-	flight singleflight.Group
+	flight cache.Flight[struct{}] // JWKS fetches, one at a time
 	// lastTry is when a fetch was last tried (nil: never since the first).
 	// It is written only inside flight, which runs one fetch at a time, and
 	// read without a lock by the aged-set check on the warm path.
@@ -235,7 +236,7 @@ func (k *keySet) has(ctx context.Context, kid string, now time.Time) bool {
 
 // revalidate starts a background refresh of an aged set unless one is
 // running or a fetch was tried within the cooldown. The refresh runs on ctx
-// detached from its cancellation (tryFetch adds the timeout) and shares the
+// detached from its cancellation (the flight adds the timeout) and shares the
 // flight with unknown-kid refetches, so those wait for it rather than start
 // another fetch. A failure is logged once and keeps the previous keys; the
 // next attempt comes after the cooldown.
@@ -246,12 +247,12 @@ func (k *keySet) revalidate(ctx context.Context, now time.Time) {
 	ctx = context.WithoutCancel(ctx)
 	k.background.Go(func() {
 		defer k.revalidating.Store(false)
-		_, _, _ = k.flight.Do("", func() (any, error) {
+		_, _ = k.flight.Do(ctx, "", k.timeout, func(ctx context.Context) (struct{}, error) {
 			err := k.tryFetch(ctx)
 			if err != nil && !errors.Is(err, errCooldown) {
 				k.logger.WarnContext(ctx, "pimguard: JWKS refresh failed; keeping the previous keys", "jwks_uri", k.url, "err", err)
 			}
-			return nil, err
+			return struct{}{}, err
 		})
 	})
 }
@@ -260,13 +261,8 @@ func (k *keySet) revalidate(ctx context.Context, now time.Time) {
 // waiting for the fetch or for ctx. Concurrent callers, and a background
 // refresh in progress, share one fetch.
 func (k *keySet) refresh(ctx context.Context) error {
-	ch := k.flight.DoChan("", func() (any, error) { return nil, k.tryFetch(ctx) })
-	select {
-	case res := <-ch:
-		return res.Err
-	case <-ctx.Done():
-		return ctx.Err()
-	}
+	_, err := k.flight.Do(ctx, "", k.timeout, func(ctx context.Context) (struct{}, error) { return struct{}{}, k.tryFetch(ctx) })
+	return err
 }
 
 // coolingDown reports whether a fetch was tried within the cooldown before now.
@@ -284,9 +280,7 @@ func (k *keySet) tryFetch(ctx context.Context) error {
 		return errCooldown
 	}
 	k.lastTry.Store(&now)
-	fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), k.timeout)
-	defer cancel()
-	return k.fetch(fctx)
+	return k.fetch(ctx)
 }
 
 // fetch downloads and installs the key set. Keys that do not parse (unknown

@@ -37,7 +37,7 @@ func cachedToken(t *testing.T, tenant *graphtest.Server, a *Authenticator) (stri
 	if err != nil {
 		t.Fatal(err)
 	}
-	e, ok := a.cache.get(tokenKey(tok))
+	e, ok := a.cache.get(tokenKey(tok), a.cfg.Now())
 	if !ok {
 		t.Fatal("the verified token is not cached")
 	}

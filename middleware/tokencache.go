@@ -1,27 +1,25 @@
 package middleware
 
 import (
+	"cmp"
 	"crypto/sha256"
 	"time"
 	"unsafe"
 
-	lru "github.com/hashicorp/golang-lru/v2"
+	"github.com/pimguard/pimguard/cache"
 )
 
 // DefaultTokenCacheSize is the default number of verified tokens kept.
 const DefaultTokenCacheSize = 10_000
 
-// tokenCacheShards spreads the cache over independently locked LRUs, so that
-// concurrent warm requests do not all queue on one mutex (an LRU Get writes).
-const tokenCacheShards = 16
-
 // tokenCache remembers verified tokens by the SHA-256 of their compact form,
 // so a warm request costs one hash and one map lookup instead of an RSA
 // verification and two JSON decodes. Entries hold the principal, the
 // instant after which the token is expired, and the signing key, whose
-// continued presence in the JWKS is checked on every hit.
+// continued presence in the JWKS is checked on every hit. It is a typed
+// view of a [cache.Store]; a nil *tokenCache caches nothing.
 type tokenCache struct {
-	shards []*lru.Cache[[sha256.Size]byte, *tokenEntry]
+	store *cache.Store[[sha256.Size]byte, *tokenEntry]
 }
 
 type tokenEntry struct {
@@ -31,28 +29,17 @@ type tokenEntry struct {
 	keys      *keySet
 }
 
-// newTokenCache returns a cache for size tokens, or nil (no caching) when
-// size is negative.
+// newTokenCache returns a cache for size tokens (0 means
+// [DefaultTokenCacheSize]), or nil (no caching) when size is negative.
 func newTokenCache(size int) (*tokenCache, error) {
 	if size < 0 {
 		return nil, nil
 	}
-	if size == 0 {
-		size = DefaultTokenCacheSize
+	s, err := cache.NewStore[[sha256.Size]byte, *tokenEntry](cmp.Or(size, DefaultTokenCacheSize))
+	if err != nil {
+		return nil, err
 	}
-	n := tokenCacheShards
-	if size < n {
-		n = 1
-	}
-	c := &tokenCache{shards: make([]*lru.Cache[[sha256.Size]byte, *tokenEntry], n)}
-	for i := range c.shards {
-		s, err := lru.New[[sha256.Size]byte, *tokenEntry]((size + n - 1) / n)
-		if err != nil {
-			return nil, err
-		}
-		c.shards[i] = s
-	}
-	return c, nil
+	return &tokenCache{store: s}, nil
 }
 
 // tokenKey hashes the token without copying it: sha256.Sum256 neither keeps
@@ -62,26 +49,26 @@ func tokenKey(raw string) [sha256.Size]byte {
 	return sha256.Sum256(unsafe.Slice(unsafe.StringData(raw), len(raw)))
 }
 
-func (c *tokenCache) shard(k *[sha256.Size]byte) *lru.Cache[[sha256.Size]byte, *tokenEntry] {
-	return c.shards[int(k[0])%len(c.shards)]
-}
-
-func (c *tokenCache) get(k [sha256.Size]byte) (*tokenEntry, bool) {
+// get returns the entry of a token verified before, unless it has expired
+// at now: an expired token is a miss, and its verification afresh rejects
+// it (the entry stays until it is replaced or evicted).
+func (c *tokenCache) get(k [sha256.Size]byte, now time.Time) (*tokenEntry, bool) {
 	if c == nil {
 		return nil, false
 	}
-	return c.shard(&k).Get(k)
+	return c.store.Get(k, now)
 }
 
+// add caches a verified token until its notAfter.
 func (c *tokenCache) add(k [sha256.Size]byte, e *tokenEntry) {
 	if c != nil {
-		c.shard(&k).Add(k, e)
+		c.store.Add(k, e, e.notAfter)
 	}
 }
 
 func (c *tokenCache) remove(k [sha256.Size]byte) {
 	if c != nil {
-		c.shard(&k).Remove(k)
+		c.store.Remove(k)
 	}
 }
 
@@ -89,20 +76,13 @@ func (c *tokenCache) len() int {
 	if c == nil {
 		return 0
 	}
-	n := 0
-	for _, s := range c.shards {
-		n += s.Len()
-	}
-	return n
+	return c.store.Len()
 }
 
 // purge drops every token.
 func (c *tokenCache) purge() {
-	if c == nil {
-		return
-	}
-	for _, s := range c.shards {
-		s.Purge()
+	if c != nil {
+		c.store.PurgeAll()
 	}
 }
 
@@ -113,14 +93,7 @@ func (c *tokenCache) removePrincipal(tenantID, objectID string) int {
 	if c == nil {
 		return 0
 	}
-	n := 0
-	for _, s := range c.shards {
-		for _, k := range s.Keys() {
-			if e, ok := s.Peek(k); ok && e.principal.TenantID == tenantID && e.principal.ObjectID == objectID {
-				s.Remove(k)
-				n++
-			}
-		}
-	}
-	return n
+	return c.store.RemoveFunc(func(_ [sha256.Size]byte, e *tokenEntry) bool {
+		return e.principal.TenantID == tenantID && e.principal.ObjectID == objectID
+	})
 }

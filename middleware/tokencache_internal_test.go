@@ -57,7 +57,7 @@ func TestTokenCacheDisabled(t *testing.T) {
 	}
 	k := tokenKey("x")
 	c.add(k, &tokenEntry{})
-	if _, ok := c.get(k); ok {
+	if _, ok := c.get(k, time.Time{}); ok {
 		t.Error("disabled cache returned an entry")
 	}
 }
@@ -102,5 +102,31 @@ func TestAuthenticatorPurge(t *testing.T) {
 	}
 	if p, err := a.Verify(context.Background(), toks[2]); err != nil || p == first[2] {
 		t.Errorf("after PurgeAll the token was not verified afresh (err %v)", err)
+	}
+}
+
+// TestTokenCacheExpiry checks that a cached token is a miss once its
+// notAfter has passed, so that Verify re-verifies (and rejects) it.
+func TestTokenCacheExpiry(t *testing.T) {
+	c, err := newTokenCache(0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	notAfter := time.Date(2026, 11, 25, 11, 0, 0, 0, time.UTC)
+	k := tokenKey("x")
+	c.add(k, &tokenEntry{principal: &Principal{}, notAfter: notAfter})
+	for _, tt := range []struct {
+		name string
+		now  time.Time
+		hit  bool
+	}{
+		{"before notAfter", notAfter.Add(-time.Second), true},
+		{"after notAfter", notAfter.Add(time.Second), false},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			if _, ok := c.get(k, tt.now); ok != tt.hit {
+				t.Errorf("get = %v, want %v", ok, tt.hit)
+			}
+		})
 	}
 }

@@ -9,7 +9,6 @@ import (
 	"github.com/microsoftgraph/msgraph-sdk-go/identityprotection"
 	"github.com/microsoftgraph/msgraph-sdk-go/serviceprincipals"
 	"github.com/microsoftgraph/msgraph-sdk-go/users"
-	"golang.org/x/sync/singleflight"
 	"golang.org/x/time/rate"
 
 	"github.com/pimguard/pimguard/graphcheck"
@@ -74,12 +73,9 @@ func (s *Source) risk(ctx context.Context, oid string, set func(graphcheck.Risk)
 
 // cachedRisk returns the risk read for key less than RiskTTL ago.
 func (s *Source) cachedRisk(key string) (graphcheck.Risk, bool) {
-	r, ok := s.risks.Get(key)
-	if !ok {
-		return r, false
-	}
 	now := s.cfg.Now()
-	return r, !now.Before(r.FetchedAt) && now.Before(r.FetchedAt.Add(s.cfg.RiskTTL))
+	r, ok := s.risks.Get(key, now) // stored until FetchedAt+RiskTTL
+	return r, ok && !now.Before(r.FetchedAt)
 }
 
 // riskTurn waits, through Config.Sleep, until the tenant's riskyUsers
@@ -117,28 +113,23 @@ func (s *Source) riskTurn(ctx context.Context, tenant string) error {
 }
 
 // storeRisk caches r under key unless a purge ran since the lookup that
-// read it started (gen is s.riskGen as that lookup read it first).
+// read it started (gen is the key's generation as that lookup read it
+// first).
 func (s *Source) storeRisk(key string, r graphcheck.Risk, gen uint64) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.riskGen.Load() == gen {
-		s.risks.Add(key, r)
-	}
+	s.risks.StoreIf(gen, key, r, r.FetchedAt.Add(s.cfg.RiskTTL))
 }
 
 // Purge drops what the Source caches about one principal: its Identity
 // Protection risk, so that the next Lookup asking for it reads it afresh
 // (the tenant's groups-to-roles map is shared and kept). A risk that a
 // Lookup running meanwhile read before the purge is not cached after it
-// (nor is any other user's risk read by Lookups running at that moment,
-// which costs them one extra riskyUsers request at worst). A
+// (nor, at worst, the risk of another user whose key shares its shard of
+// the cache, read by a Lookup running at that moment, which costs that
+// user one extra riskyUsers request). A
 // middleware.Guard calls Purge from its own. IDs are compared in lower
 // case; Purge is safe for concurrent use.
 func (s *Source) Purge(tenantID, objectID string) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.riskGen.Add(1)
-	s.risks.Remove(graphcheck.Principal{TenantID: strings.ToLower(tenantID), ObjectID: strings.ToLower(objectID)}.Key())
+	s.risks.Purge(graphcheck.Principal{TenantID: strings.ToLower(tenantID), ObjectID: strings.ToLower(objectID)}.Key())
 }
 
 // PurgeAll drops every cached risk and the tenants' groups-to-roles maps.
@@ -146,11 +137,6 @@ func (s *Source) Purge(tenantID, objectID string) {
 // read before it, and Lookups starting after it do not join a group-roles
 // fetch that started before it. It is safe for concurrent use.
 func (s *Source) PurgeAll() {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.riskGen.Add(1)
-	s.rolesGen.Add(1)
-	s.risks.Purge()
-	clear(s.roles)
-	s.flights.Store(new(singleflight.Group))
+	s.risks.PurgeAll()
+	s.roles.PurgeAll()
 }

@@ -7,11 +7,9 @@ import (
 	"net/http"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azidentity"
-	lru "github.com/hashicorp/golang-lru/v2"
 	abstractions "github.com/microsoft/kiota-abstractions-go"
 	absauth "github.com/microsoft/kiota-abstractions-go/authentication"
 	khttp "github.com/microsoft/kiota-http-go"
@@ -23,9 +21,9 @@ import (
 	"github.com/microsoftgraph/msgraph-sdk-go/rolemanagement"
 	"github.com/microsoftgraph/msgraph-sdk-go/serviceprincipals"
 	"github.com/microsoftgraph/msgraph-sdk-go/users"
-	"golang.org/x/sync/singleflight"
 	"golang.org/x/time/rate"
 
+	"github.com/pimguard/pimguard/cache"
 	"github.com/pimguard/pimguard/graphcheck"
 )
 
@@ -37,36 +35,30 @@ type Source struct {
 	adapter *msgraphsdk.GraphRequestAdapter
 	client  *msgraphsdk.GraphServiceClient
 
-	// flights coalesces group-roles fetches by tenant. PurgeAll replaces
-	// it, so that callers arriving after a purge do not join a flight
-	// that started before it.
-	flights atomic.Pointer[singleflight.Group]
-	mu      sync.Mutex
-	roles   map[string]groupRoles    // by lower-case tenant ID
-	limits  map[string]*rate.Limiter // riskyUsers requests, by lower-case tenant ID
+	mu     sync.Mutex
+	limits map[string]*rate.Limiter // riskyUsers requests, by lower-case tenant ID
 
-	risks *lru.Cache[string, graphcheck.Risk] // by Principal.Key; entries carry FetchedAt
-
-	// riskGen and rolesGen count the purges of risks and of the
-	// group-roles maps. A fetch reads its counter before it sends
-	// anything and stores its result only if the counter has not moved,
-	// checked under mu, where purges move it: a result fetched before a
-	// purge is never stored after it (the rule cache.Cache applies to the
-	// Guard's states). They are written under mu and read without it.
-	riskGen, rolesGen atomic.Uint64
+	// roles holds each tenant's map of role-assignable group ID to the
+	// group's active role assignment instances, by lower-case tenant ID,
+	// for GroupRolesTTL from the start of its fetch; concurrent misses
+	// share one fetch.
+	roles *cache.Cache[string, map[string][]graphcheck.RoleAssignment]
+	// risks holds users' risks by Principal.Key until FetchedAt+RiskTTL.
+	// A Lookup reads the key's generation before it reads the cache or
+	// sends anything and stores with StoreIf: a risk read before a purge
+	// is never stored after it (the rule cache.Cache applies to the
+	// Guard's states).
+	risks *cache.Store[string, graphcheck.Risk]
 }
+
+// groupRolesCacheSize bounds the tenants whose group-held roles are cached:
+// a Source usually serves one tenant, a multi-tenant API a handful.
+const groupRolesCacheSize = 64
 
 var (
 	_ graphcheck.Source = (*Source)(nil)
 	_ graphcheck.Purger = (*Source)(nil)
 )
-
-// groupRoles is the tenant-wide map of role-assignable group ID to the
-// group's active role assignment instances, and when its fetch started.
-type groupRoles struct {
-	byGroup map[string][]graphcheck.RoleAssignment
-	at      time.Time
-}
 
 // sdkInit guards the SDK's lazy global initialisation, which races
 // otherwise: the error-mapping registry's singleton (msgraph-sdk-go-core
@@ -165,12 +157,19 @@ func New(cfg Config) (*Source, error) {
 	if client == nil {
 		client = msgraphsdk.NewGraphServiceClient(adapter)
 	}
-	risks, err := lru.New[string, graphcheck.Risk](st.RiskCacheSize)
+	risks, err := cache.NewStore[string, graphcheck.Risk](st.RiskCacheSize)
 	if err != nil {
 		return nil, fmt.Errorf("%w: RiskCacheSize: %v", ErrInvalidConfig, err)
 	}
-	src := &Source{cfg: st, tel: tel, adapter: adapter, client: client, roles: map[string]groupRoles{}, limits: map[string]*rate.Limiter{}, risks: risks}
-	src.flights.Store(new(singleflight.Group))
+	src := &Source{cfg: st, tel: tel, adapter: adapter, client: client, limits: map[string]*rate.Limiter{}, risks: risks}
+	src.roles, err = cache.New(cache.Config{Size: groupRolesCacheSize, TTL: st.GroupRolesTTL, LoadTimeout: st.Timeout, Now: st.Now},
+		func(ctx context.Context, _ string) (cache.Result[map[string][]graphcheck.RoleAssignment], error) {
+			m, err := src.fetchGroupRoles(ctx)
+			return cache.Result[map[string][]graphcheck.RoleAssignment]{Value: m}, err
+		})
+	if err != nil {
+		return nil, fmt.Errorf("%w: group roles cache: %v", ErrInvalidConfig, err)
+	}
 	return src, nil
 }
 
@@ -226,10 +225,11 @@ func (s *Source) Lookup(ctx context.Context, p graphcheck.Principal) (_ *graphch
 	var (
 		fresh   *graphcheck.Risk // read by this Lookup, to be cached
 		riskKey string
-		riskGen = s.riskGen.Load() // before the cache is read and anything is sent
+		riskGen uint64
 	)
 	if p.Need.Has(graphcheck.NeedRisk) && !p.ServicePrincipal {
 		riskKey = graphcheck.Principal{TenantID: strings.ToLower(p.TenantID), ObjectID: oid}.Key()
+		riskGen = s.risks.Generation(riskKey) // before the cache is read and anything is sent
 		if r, ok := s.cachedRisk(riskKey); ok {
 			f.Risk = &r
 		} else {
@@ -279,48 +279,11 @@ func (s *Source) Lookup(ctx context.Context, p graphcheck.Principal) (_ *graphch
 // fetch that a PurgeAll overtook still answers the callers that joined it
 // but is not stored.
 func (s *Source) groupRoles(ctx context.Context, tenant string) (map[string][]graphcheck.RoleAssignment, error) {
-	if m, ok := s.cachedGroupRoles(tenant); ok {
-		return m, nil
+	m, _, err := s.roles.Get(ctx, tenant)
+	if err != nil && err == ctx.Err() {
+		return nil, classifyErr(epGroups, err) // this caller gave up; the fetch goes on
 	}
-	ch := s.flights.Load().DoChan(tenant, func() (any, error) {
-		gen := s.rolesGen.Load()
-		if m, ok := s.cachedGroupRoles(tenant); ok {
-			return m, nil // a flight that just ended stored it
-		}
-		fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.cfg.Timeout)
-		defer cancel()
-		at := s.cfg.Now()
-		m, err := s.fetchGroupRoles(fctx)
-		if err != nil {
-			return nil, err
-		}
-		s.mu.Lock()
-		if s.rolesGen.Load() == gen { // else PurgeAll ran meanwhile: answer the waiters, store nothing
-			s.roles[tenant] = groupRoles{byGroup: m, at: at}
-		}
-		s.mu.Unlock()
-		return m, nil
-	})
-	select {
-	case <-ctx.Done():
-		return nil, classifyErr(epGroups, ctx.Err())
-	case r := <-ch:
-		if r.Err != nil {
-			return nil, r.Err
-		}
-		return r.Val.(map[string][]graphcheck.RoleAssignment), nil
-	}
-}
-
-func (s *Source) cachedGroupRoles(tenant string) (map[string][]graphcheck.RoleAssignment, bool) {
-	s.mu.Lock()
-	e, ok := s.roles[tenant]
-	s.mu.Unlock()
-	if !ok {
-		return nil, false
-	}
-	now := s.cfg.Now()
-	return e.byGroup, !now.Before(e.at) && now.Before(e.at.Add(s.cfg.GroupRolesTTL))
+	return m, err
 }
 
 // fetchGroupRoles lists the role-assignable groups, then reads each group's

@@ -1,6 +1,7 @@
 package middleware
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -101,7 +102,9 @@ type AuthenticatorConfig struct {
 	InsecureAcceptTokensWithoutScopeOrRoles bool
 
 	// MaxTokenBytes caps the bearer token's length; larger tokens are refused
-	// before any parsing. Default [DefaultMaxTokenBytes] (16 KiB).
+	// before any parsing. Zero means [DefaultMaxTokenBytes] (16 KiB); a
+	// negative value is refused by [NewAuthenticator], as are negative
+	// JWKSRefreshCooldown, JWKSMaxAge and HTTPTimeout.
 	MaxTokenBytes int
 
 	// TokenCacheSize is how many verified tokens are remembered (by SHA-256,
@@ -237,10 +240,7 @@ func (a *Authenticator) applyDefaults() error {
 		}
 		a.audiences[aud] = true
 	}
-	if c.Authority == "" {
-		c.Authority = DefaultAuthority
-	}
-	c.Authority = strings.TrimRight(c.Authority, "/")
+	c.Authority = strings.TrimRight(cmp.Or(c.Authority, DefaultAuthority), "/")
 	if err := checkURL(c.Authority); err != nil {
 		return fmt.Errorf("middleware: AuthenticatorConfig.Authority: %w", err)
 	}
@@ -261,29 +261,26 @@ func (a *Authenticator) applyDefaults() error {
 	case c.ClockSkew > 0:
 		a.skew = c.ClockSkew
 	}
-	if c.MaxTokenBytes <= 0 {
-		c.MaxTokenBytes = DefaultMaxTokenBytes
+	if c.MaxTokenBytes < 0 {
+		return fmt.Errorf("middleware: AuthenticatorConfig.MaxTokenBytes is negative (%d)", c.MaxTokenBytes)
 	}
-	if c.JWKSRefreshCooldown <= 0 {
-		c.JWKSRefreshCooldown = DefaultJWKSRefreshCooldown
+	for _, d := range []struct {
+		name string
+		v    time.Duration
+	}{{"JWKSRefreshCooldown", c.JWKSRefreshCooldown}, {"JWKSMaxAge", c.JWKSMaxAge}, {"HTTPTimeout", c.HTTPTimeout}} {
+		if d.v < 0 {
+			return fmt.Errorf("middleware: AuthenticatorConfig.%s is negative (%v)", d.name, d.v)
+		}
 	}
-	if c.JWKSMaxAge <= 0 {
-		c.JWKSMaxAge = DefaultJWKSMaxAge
-	}
-	if c.HTTPTimeout <= 0 {
-		c.HTTPTimeout = DefaultHTTPTimeout
-	}
-	if c.HTTPClient == nil {
-		c.HTTPClient = &http.Client{Timeout: c.HTTPTimeout}
-	}
-	if c.Realm == "" {
-		c.Realm = DefaultRealm
-	}
-	if c.ErrorWriter == nil {
+	c.MaxTokenBytes = cmp.Or(c.MaxTokenBytes, DefaultMaxTokenBytes)
+	c.JWKSRefreshCooldown = cmp.Or(c.JWKSRefreshCooldown, DefaultJWKSRefreshCooldown)
+	c.JWKSMaxAge = cmp.Or(c.JWKSMaxAge, DefaultJWKSMaxAge)
+	c.HTTPTimeout = cmp.Or(c.HTTPTimeout, DefaultHTTPTimeout)
+	c.HTTPClient = cmp.Or(c.HTTPClient, &http.Client{Timeout: c.HTTPTimeout})
+	c.Realm = cmp.Or(c.Realm, DefaultRealm)
+	c.Logger = cmp.Or(c.Logger, slog.Default())
+	if c.ErrorWriter == nil { // funcs are not comparable: cmp.Or cannot default them
 		c.ErrorWriter = WriteRejection
-	}
-	if c.Logger == nil {
-		c.Logger = slog.Default()
 	}
 	if c.Now == nil {
 		c.Now = time.Now

@@ -539,6 +539,10 @@ func TestNewAuthenticatorRejectsBadConfig(t *testing.T) {
 		{"alg none", func(c *middleware.AuthenticatorConfig) { c.Algorithms = []string{"none"} }, "not an asymmetric"},
 		{"plain http authority off loopback", func(c *middleware.AuthenticatorConfig) { c.Authority = "http://login.example.com" }, "plain http"},
 		{"tenant unknown to the authority", func(c *middleware.AuthenticatorConfig) { c.Tenants = []string{otherTenant} }, "HTTP 400"},
+		{"negative MaxTokenBytes", func(c *middleware.AuthenticatorConfig) { c.MaxTokenBytes = -1 }, "MaxTokenBytes is negative"},
+		{"negative JWKSMaxAge", func(c *middleware.AuthenticatorConfig) { c.JWKSMaxAge = -time.Second }, "JWKSMaxAge is negative"},
+		{"negative JWKSRefreshCooldown", func(c *middleware.AuthenticatorConfig) { c.JWKSRefreshCooldown = -time.Second }, "JWKSRefreshCooldown is negative"},
+		{"negative HTTPTimeout", func(c *middleware.AuthenticatorConfig) { c.HTTPTimeout = -time.Second }, "HTTPTimeout is negative"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

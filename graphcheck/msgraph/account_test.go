@@ -18,7 +18,7 @@ func need(p graphcheck.Principal, n graphcheck.Need) graphcheck.Principal { p.Ne
 // advancingSleep makes the Source's waits move the fake clock, as real
 // waits move real time, so that the riskyUsers limiter (on Config.Now)
 // sees them pass.
-func advancingSleep(e *env, cfg *msgraph.Config) {
+func advancingSleep(e *stack, cfg *msgraph.Config) {
 	cfg.Sleep = func(ctx context.Context, d time.Duration) error {
 		if err := e.sleep.Sleep(ctx, d); err != nil {
 			return err
@@ -94,7 +94,7 @@ func TestAccountOfAServicePrincipal(t *testing.T) {
 }
 
 func TestRisk(t *testing.T) {
-	e := newEnv(t, graphtest.Options{}, func(e *env, c *msgraph.Config) { c.RiskTTL = 5 * time.Minute })
+	e := newEnv(t, graphtest.Options{}, func(e *stack, c *msgraph.Config) { c.RiskTTL = 5 * time.Minute })
 	risky := need(user(alice), graphcheck.NeedRisk)
 
 	st := e.mustLookup(risky)
@@ -147,7 +147,7 @@ func TestRisk(t *testing.T) {
 // lookups of several users in one second wait their turn (on the fake
 // clock) instead of drawing 429s.
 func TestRiskRateLimiter(t *testing.T) {
-	e := newEnv(t, graphtest.Options{RiskyUsersPerSecond: 1}, func(e *env, c *msgraph.Config) {
+	e := newEnv(t, graphtest.Options{RiskyUsersPerSecond: 1}, func(e *stack, c *msgraph.Config) {
 		c.RiskRequestsPerSecond, c.RiskBurst = 1, 1
 		advancingSleep(e, c)
 	})
@@ -186,7 +186,7 @@ func TestRiskRateLimiter(t *testing.T) {
 // answers 429 without Retry-After, and the Source retries after its own
 // backoff.
 func TestRiskThrottledWithoutRetryAfter(t *testing.T) {
-	e := newEnv(t, graphtest.Options{RiskyUsersPerSecond: 1}, func(e *env, c *msgraph.Config) {
+	e := newEnv(t, graphtest.Options{RiskyUsersPerSecond: 1}, func(e *stack, c *msgraph.Config) {
 		c.RetryDelay = 1500 * time.Millisecond
 		advancingSleep(e, c)
 	})

@@ -68,7 +68,7 @@ func TestNewAccepts(t *testing.T) {
 // Retries are logged, and no log line carries the token.
 func TestRetryLogging(t *testing.T) {
 	var buf bytes.Buffer
-	e := newEnv(t, graphtest.Options{RequireGraphAuth: true}, func(_ *env, c *msgraph.Config) {
+	e := newEnv(t, graphtest.Options{RequireGraphAuth: true}, func(_ *stack, c *msgraph.Config) {
 		c.Logger = slog.New(slog.NewTextHandler(&buf, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	})
 	e.srv.InjectGraphFault(inside("/roleManagement/"), once(graphtest.ThrottledFault("2.128")))

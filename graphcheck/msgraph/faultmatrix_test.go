@@ -26,11 +26,9 @@ package msgraph_test
 import (
 	"bytes"
 	"cmp"
-	"context"
 	"encoding/json"
 	"fmt"
 	"io"
-	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -38,13 +36,9 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
-
-	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
-	"github.com/Azure/azure-sdk-for-go/sdk/azcore/policy"
 
 	"github.com/pimguard/pimguard/graphcheck/graphtest"
 	"github.com/pimguard/pimguard/graphcheck/msgraph"
@@ -124,26 +118,15 @@ type fmRow struct {
 	slowRecovery bool
 }
 
-func fmIn(prefix string) graphtest.GraphMatch {
-	return graphtest.GraphMatch{PathPrefix: prefix, Scope: graphtest.InsideBatch}
-}
-
-var fmBatch = graphtest.GraphMatch{PathPrefix: "/$batch", Scope: graphtest.OutsideBatch}
-
 func fmOne(m graphtest.GraphMatch, f graphtest.Fault) []fmFault { return []fmFault{{m, f}} }
-
-func fmOnce(f graphtest.Fault) graphtest.Fault {
-	f.Times = 1
-	return f
-}
 
 // fmPage2 makes the first page of the principal's role instances point at a
 // second page on the configured host, and f answer that second page.
 func fmPage2(f graphtest.Fault) []fmFault {
 	return []fmFault{
-		{fmIn("/roleManagement/"), graphtest.Fault{Kind: graphtest.FaultNextLink, Times: 1,
+		{inside("/roleManagement/"), graphtest.Fault{Kind: graphtest.FaultNextLink, Times: 1,
 			NextLink: "{GRAPH}/roleManagement/directory/roleAssignmentScheduleInstances?$skiptoken=page2"}},
-		{fmIn("/roleManagement/"), f},
+		{inside("/roleManagement/"), f},
 	}
 }
 
@@ -160,11 +143,11 @@ func fmAccount(f graphtest.Fault) []fmFault {
 // fmAllChecks turns every account check on.
 const fmAllChecks = middleware.CheckAccountEnabled | middleware.CheckSessionsRevoked | middleware.CheckPasswordChanged | middleware.CheckUserRisk
 
-var fmRisk = fmIn("/identityProtection/")
+var fmRisk = inside("/identityProtection/")
 
 // fmNextLink points the principal's role instances' @odata.nextLink at link.
 func fmNextLink(link string) []fmFault {
-	return fmOne(fmIn("/roleManagement/"), graphtest.Fault{Kind: graphtest.FaultNextLink, NextLink: link})
+	return fmOne(inside("/roleManagement/"), graphtest.Fault{Kind: graphtest.FaultNextLink, NextLink: link})
 }
 
 const (
@@ -187,83 +170,83 @@ var (
 
 var fmRows = []fmRow{
 	// Latency beyond the timeout.
-	{name: "hang: $batch, beyond LookupTimeout", faults: fmOne(fmBatch, graphtest.Fault{Kind: graphtest.FaultHang}), lookupTimeout: fmShort, bounded: true},
-	{name: "hang: $batch, beyond Source Timeout", faults: fmOne(fmBatch, graphtest.Fault{Kind: graphtest.FaultHang}), sourceTimeout: fmShort, bounded: true},
-	{name: "hang: sub-request", faults: fmOne(fmIn("/roleManagement/"), graphtest.Fault{Kind: graphtest.FaultHang}), lookupTimeout: fmShort, bounded: true},
-	{name: "hang: shared group-roles fetch", faults: fmOne(fmIn("/groups"), graphtest.Fault{Kind: graphtest.FaultHang}),
+	{name: "hang: $batch, beyond LookupTimeout", faults: fmOne(batchItself, graphtest.Fault{Kind: graphtest.FaultHang}), lookupTimeout: fmShort, bounded: true},
+	{name: "hang: $batch, beyond Source Timeout", faults: fmOne(batchItself, graphtest.Fault{Kind: graphtest.FaultHang}), sourceTimeout: fmShort, bounded: true},
+	{name: "hang: sub-request", faults: fmOne(inside("/roleManagement/"), graphtest.Fault{Kind: graphtest.FaultHang}), lookupTimeout: fmShort, bounded: true},
+	{name: "hang: shared group-roles fetch", faults: fmOne(inside("/groups"), graphtest.Fault{Kind: graphtest.FaultHang}),
 		want: fmOnlyCarol503, lookupTimeout: fmShort, sourceTimeout: 300 * time.Millisecond, bounded: true, slowRecovery: true},
 	{name: "hang: nextLink page", faults: fmPage2(graphtest.Fault{Kind: graphtest.FaultHang}), lookupTimeout: fmShort, bounded: true},
 
 	// Connection refused and reset.
 	{name: "connection refused", base: "refused", lookupTimeout: fmShort, bounded: true},
-	{name: "connection reset: $batch", faults: fmOne(fmBatch, graphtest.Fault{Kind: graphtest.FaultDropConnection})},
-	{name: "connection reset: sub-request", faults: fmOne(fmIn("/users/"), graphtest.Fault{Kind: graphtest.FaultDropConnection})},
+	{name: "connection reset: $batch", faults: fmOne(batchItself, graphtest.Fault{Kind: graphtest.FaultDropConnection})},
+	{name: "connection reset: sub-request", faults: fmOne(inside("/users/"), graphtest.Fault{Kind: graphtest.FaultDropConnection})},
 
 	// 5xx, on the $batch and inside it (503 and 504 are retried).
-	{name: "500 on $batch", faults: fmOne(fmBatch, graphtest.Fault{Status: 500}), waits: []time.Duration{}},
-	{name: "502 on $batch", faults: fmOne(fmBatch, graphtest.Fault{Status: 502}), waits: []time.Duration{}},
-	{name: "503 on $batch", faults: fmOne(fmBatch, graphtest.Fault{Status: 503}), waits: fmBackoff},
-	{name: "504 on $batch", faults: fmOne(fmBatch, graphtest.Fault{Status: 504}), waits: fmBackoff},
-	{name: "500 inside", faults: fmOne(fmIn("/roleManagement/"), graphtest.Fault{Status: 500}), waits: []time.Duration{}},
-	{name: "502 inside", faults: fmOne(fmIn("/users/"), graphtest.Fault{Status: 502}), waits: []time.Duration{}},
-	{name: "503 inside", faults: fmOne(fmIn("/identityGovernance/"), graphtest.Fault{Status: 503, RetryAfter: "1"}), waits: fmRetryAll3},
-	{name: "504 inside", faults: fmOne(fmIn("/roleManagement/"), graphtest.Fault{Status: 504}), waits: fmBackoff},
-	{name: "503 once, then Graph answers", faults: fmOne(fmBatch, fmOnce(graphtest.Fault{Status: 503})), want: fmTruth, waits: []time.Duration{time.Second}},
+	{name: "500 on $batch", faults: fmOne(batchItself, graphtest.Fault{Status: 500}), waits: []time.Duration{}},
+	{name: "502 on $batch", faults: fmOne(batchItself, graphtest.Fault{Status: 502}), waits: []time.Duration{}},
+	{name: "503 on $batch", faults: fmOne(batchItself, graphtest.Fault{Status: 503}), waits: fmBackoff},
+	{name: "504 on $batch", faults: fmOne(batchItself, graphtest.Fault{Status: 504}), waits: fmBackoff},
+	{name: "500 inside", faults: fmOne(inside("/roleManagement/"), graphtest.Fault{Status: 500}), waits: []time.Duration{}},
+	{name: "502 inside", faults: fmOne(inside("/users/"), graphtest.Fault{Status: 502}), waits: []time.Duration{}},
+	{name: "503 inside", faults: fmOne(inside("/identityGovernance/"), graphtest.Fault{Status: 503, RetryAfter: "1"}), waits: fmRetryAll3},
+	{name: "504 inside", faults: fmOne(inside("/roleManagement/"), graphtest.Fault{Status: 504}), waits: fmBackoff},
+	{name: "503 once, then Graph answers", faults: fmOne(batchItself, once(graphtest.Fault{Status: 503})), want: fmTruth, waits: []time.Duration{time.Second}},
 
 	// 429 with Retry-After integer, fractional, absent, absurd.
-	{name: "429 Retry-After 1, once, inside", faults: fmOne(fmIn("/identityGovernance/"), fmOnce(graphtest.ThrottledFault("1"))), want: fmTruth, waits: []time.Duration{time.Second}},
-	{name: "429 Retry-After 2.128, once, inside", faults: fmOne(fmIn("/roleManagement/"), fmOnce(graphtest.ThrottledFault("2.128"))), want: fmTruth, waits: []time.Duration{2128 * time.Millisecond}},
-	{name: "429 without Retry-After, once, inside", faults: fmOne(fmIn("/users/"), fmOnce(graphtest.ThrottledFault(""))), want: fmTruth, waits: []time.Duration{msgraph.DefaultRetryDelay}},
-	{name: "429 Retry-After 1, once, $batch", faults: fmOne(fmBatch, fmOnce(graphtest.ThrottledFault("1"))), want: fmTruth, waits: []time.Duration{time.Second}},
-	{name: "429 Retry-After 0, once", faults: fmOne(fmIn("/roleManagement/"), fmOnce(graphtest.ThrottledFault("0"))), want: fmTruth, waits: []time.Duration{0}},
-	{name: "429 Retry-After unparsable, once", faults: fmOne(fmIn("/roleManagement/"), fmOnce(graphtest.ThrottledFault("soon"))), want: fmTruth, waits: []time.Duration{msgraph.DefaultRetryDelay}},
-	{name: "429 Retry-After negative, once", faults: fmOne(fmIn("/roleManagement/"), fmOnce(graphtest.ThrottledFault("-5"))), want: fmTruth, waits: []time.Duration{msgraph.DefaultRetryDelay}},
-	{name: "429 Retry-After 1, persistent", faults: fmOne(fmIn("/roleManagement/"), graphtest.ThrottledFault("1")), waits: fmRetryAll3},
-	{name: "429 without Retry-After, persistent, $batch", faults: fmOne(fmBatch, graphtest.ThrottledFault("")), waits: fmBackoff},
-	{name: "429 Retry-After 86400, persistent, inside", faults: fmOne(fmIn("/roleManagement/"), graphtest.ThrottledFault("86400")),
+	{name: "429 Retry-After 1, once, inside", faults: fmOne(inside("/identityGovernance/"), once(graphtest.ThrottledFault("1"))), want: fmTruth, waits: []time.Duration{time.Second}},
+	{name: "429 Retry-After 2.128, once, inside", faults: fmOne(inside("/roleManagement/"), once(graphtest.ThrottledFault("2.128"))), want: fmTruth, waits: []time.Duration{2128 * time.Millisecond}},
+	{name: "429 without Retry-After, once, inside", faults: fmOne(inside("/users/"), once(graphtest.ThrottledFault(""))), want: fmTruth, waits: []time.Duration{msgraph.DefaultRetryDelay}},
+	{name: "429 Retry-After 1, once, $batch", faults: fmOne(batchItself, once(graphtest.ThrottledFault("1"))), want: fmTruth, waits: []time.Duration{time.Second}},
+	{name: "429 Retry-After 0, once", faults: fmOne(inside("/roleManagement/"), once(graphtest.ThrottledFault("0"))), want: fmTruth, waits: []time.Duration{0}},
+	{name: "429 Retry-After unparsable, once", faults: fmOne(inside("/roleManagement/"), once(graphtest.ThrottledFault("soon"))), want: fmTruth, waits: []time.Duration{msgraph.DefaultRetryDelay}},
+	{name: "429 Retry-After negative, once", faults: fmOne(inside("/roleManagement/"), once(graphtest.ThrottledFault("-5"))), want: fmTruth, waits: []time.Duration{msgraph.DefaultRetryDelay}},
+	{name: "429 Retry-After 1, persistent", faults: fmOne(inside("/roleManagement/"), graphtest.ThrottledFault("1")), waits: fmRetryAll3},
+	{name: "429 without Retry-After, persistent, $batch", faults: fmOne(batchItself, graphtest.ThrottledFault("")), waits: fmBackoff},
+	{name: "429 Retry-After 86400, persistent, inside", faults: fmOne(inside("/roleManagement/"), graphtest.ThrottledFault("86400")),
 		waits: []time.Duration{}, lookupTimeout: fmShort, bounded: true},
-	{name: "429 Retry-After 86400, persistent, $batch", faults: fmOne(fmBatch, graphtest.ThrottledFault("86400")),
+	{name: "429 Retry-After 86400, persistent, $batch", faults: fmOne(batchItself, graphtest.ThrottledFault("86400")),
 		waits: []time.Duration{}, lookupTimeout: fmShort, bounded: true},
-	{name: "429 Retry-After 86400, once, default timeouts", faults: fmOne(fmIn("/roleManagement/"), fmOnce(graphtest.ThrottledFault("86400"))),
+	{name: "429 Retry-After 86400, once, default timeouts", faults: fmOne(inside("/roleManagement/"), once(graphtest.ThrottledFault("86400"))),
 		waits: []time.Duration{}, maxLatency: fmGiveUp, bounded: true},
-	{name: "429 Retry-After 1e308, once", faults: fmOne(fmIn("/users/"), fmOnce(graphtest.ThrottledFault("1e308"))),
+	{name: "429 Retry-After 1e308, once", faults: fmOne(inside("/users/"), once(graphtest.ThrottledFault("1e308"))),
 		waits: []time.Duration{}, maxLatency: fmGiveUp, bounded: true},
-	{name: "429 Retry-After Inf, once", faults: fmOne(fmIn("/users/"), fmOnce(graphtest.ThrottledFault("Inf"))),
+	{name: "429 Retry-After Inf, once", faults: fmOne(inside("/users/"), once(graphtest.ThrottledFault("Inf"))),
 		waits: []time.Duration{}, maxLatency: fmGiveUp, bounded: true},
-	{name: "429 Retry-After HTTP date in 2999, once", faults: fmOne(fmBatch, fmOnce(graphtest.ThrottledFault("Tue, 31 Dec 2999 23:59:59 GMT"))),
+	{name: "429 Retry-After HTTP date in 2999, once", faults: fmOne(batchItself, once(graphtest.ThrottledFault("Tue, 31 Dec 2999 23:59:59 GMT"))),
 		waits: []time.Duration{}, maxLatency: fmGiveUp, bounded: true},
-	{name: "429 Retry-After 5 beyond LookupTimeout, once", faults: fmOne(fmIn("/roleManagement/"), fmOnce(graphtest.ThrottledFault("5"))),
+	{name: "429 Retry-After 5 beyond LookupTimeout, once", faults: fmOne(inside("/roleManagement/"), once(graphtest.ThrottledFault("5"))),
 		waits: []time.Duration{}, lookupTimeout: fmShort, bounded: true},
-	{name: "429 Retry-After 0.1, persistent, real sleep", faults: fmOne(fmIn("/roleManagement/"), graphtest.ThrottledFault("0.1")),
+	{name: "429 Retry-After 0.1, persistent, real sleep", faults: fmOne(inside("/roleManagement/"), graphtest.ThrottledFault("0.1")),
 		lookupTimeout: fmShort, realSleep: true, bounded: true},
 
 	// Malformed JSON and valid JSON of the wrong shape.
-	{name: "malformed JSON: sub-response", faults: fmOne(fmIn("/roleManagement/"), graphtest.MalformedJSONFault())},
-	{name: "malformed JSON: $batch", faults: fmOne(fmBatch, graphtest.MalformedJSONFault())},
-	{name: "wrong shape: sub-response", faults: fmOne(fmIn("/users/"), graphtest.WrongShapeFault())},
-	{name: "wrong shape: $batch", faults: fmOne(fmBatch, graphtest.WrongShapeFault())},
-	{name: "wrong shape: value null", faults: fmOne(fmIn("/roleManagement/"), graphtest.Fault{Body: `{"value":null}`})},
-	{name: "wrong shape: error envelope with 200", faults: fmOne(fmIn("/identityGovernance/"), graphtest.Fault{Body: `{"error":{"code":"x","message":"y"}}`})},
-	{name: "wrong shape: a JSON string", faults: fmOne(fmIn("/users/"), graphtest.Fault{Body: `"value"`})},
-	{name: "forged role with unparsable endDateTime", faults: fmOne(fmIn("/roleManagement/"), graphtest.Fault{Body: fmForgery})},
-	{name: "forged role without roleDefinitionId", faults: fmOne(fmIn("/roleManagement/"), graphtest.Fault{
+	{name: "malformed JSON: sub-response", faults: fmOne(inside("/roleManagement/"), graphtest.MalformedJSONFault())},
+	{name: "malformed JSON: $batch", faults: fmOne(batchItself, graphtest.MalformedJSONFault())},
+	{name: "wrong shape: sub-response", faults: fmOne(inside("/users/"), graphtest.WrongShapeFault())},
+	{name: "wrong shape: $batch", faults: fmOne(batchItself, graphtest.WrongShapeFault())},
+	{name: "wrong shape: value null", faults: fmOne(inside("/roleManagement/"), graphtest.Fault{Body: `{"value":null}`})},
+	{name: "wrong shape: error envelope with 200", faults: fmOne(inside("/identityGovernance/"), graphtest.Fault{Body: `{"error":{"code":"x","message":"y"}}`})},
+	{name: "wrong shape: a JSON string", faults: fmOne(inside("/users/"), graphtest.Fault{Body: `"value"`})},
+	{name: "forged role with unparsable endDateTime", faults: fmOne(inside("/roleManagement/"), graphtest.Fault{Body: fmForgery})},
+	{name: "forged role without roleDefinitionId", faults: fmOne(inside("/roleManagement/"), graphtest.Fault{
 		Body: `{"value":[{"directoryScopeId":"/","assignmentType":"Assigned","memberType":"Direct"}]}`})},
-	{name: "group without id", faults: fmOne(fmIn("/users/"), graphtest.Fault{
+	{name: "group without id", faults: fmOne(inside("/users/"), graphtest.Fault{
 		Body: `{"value":[{"@odata.type":"#microsoft.graph.group","isAssignableToRole":true}]}`})},
-	{name: "$batch: empty responses", faults: fmOne(fmBatch, graphtest.Fault{Body: `{"responses":[]}`})},
-	{name: "$batch: answers for unknown ids", faults: fmOne(fmBatch, graphtest.Fault{
+	{name: "$batch: empty responses", faults: fmOne(batchItself, graphtest.Fault{Body: `{"responses":[]}`})},
+	{name: "$batch: answers for unknown ids", faults: fmOne(batchItself, graphtest.Fault{
 		Body: `{"responses":[{"id":"1","status":200,"body":` + fmForgery + `}]}`})},
-	{name: "$batch: sub-response status 999", faults: fmOne(fmBatch, graphtest.Fault{Body: `{"responses":[{"id":"1","status":999}]}`})},
-	{name: "$batch: a JSON array", faults: fmOne(fmBatch, graphtest.Fault{Body: `[]`})},
+	{name: "$batch: sub-response status 999", faults: fmOne(batchItself, graphtest.Fault{Body: `{"responses":[{"id":"1","status":999}]}`})},
+	{name: "$batch: a JSON array", faults: fmOne(batchItself, graphtest.Fault{Body: `[]`})},
 
 	// @odata.nextLink that fails, loops, or leaves the configured host.
 	{name: "nextLink page: 500", faults: fmPage2(graphtest.Fault{Status: 500})},
 	{name: "nextLink page: 429 persistent", faults: fmPage2(graphtest.ThrottledFault("1")), waits: fmRetryAll3},
 	{name: "nextLink page: connection reset", faults: fmPage2(graphtest.Fault{Kind: graphtest.FaultDropConnection})},
 	{name: "nextLink page: malformed", faults: fmPage2(graphtest.MalformedJSONFault())},
-	{name: "nextLink loop", faults: fmOne(fmIn("/identityGovernance/"), graphtest.Fault{Kind: graphtest.FaultNextLinkLoop})},
+	{name: "nextLink loop", faults: fmOne(inside("/identityGovernance/"), graphtest.Fault{Kind: graphtest.FaultNextLinkLoop})},
 	{name: "nextLink off-host", faults: fmNextLink("{EVIL}" + fmStolen)},
-	{name: "nextLink off-host, documented sample", faults: fmOne(fmIn("/users/"), graphtest.NextLinkOffHostFault())},
+	{name: "nextLink off-host, documented sample", faults: fmOne(inside("/users/"), graphtest.NextLinkOffHostFault())},
 	{name: "nextLink off-host with user info", faults: fmNextLink("http://{TENANT}@{EVILHOST}" + fmStolen)},
 	{name: "nextLink off-host, scheme-relative", faults: fmNextLink("//{EVILHOST}" + fmStolen)},
 	{name: "nextLink off-host, backslash", faults: fmNextLink(`http://{EVILHOST}\@{TENANT}` + fmStolen)},
@@ -273,39 +256,39 @@ var fmRows = []fmRow{
 	{name: "nextLink to another API version", faults: fmNextLink("{TENANT_URL}/beta/roleManagement/directory/roleAssignmentScheduleInstances?$skiptoken=stolen")},
 
 	// A $batch whose sub-responses partly fail.
-	{name: "partial: one sub-response 500", faults: fmOne(fmIn("/identityGovernance/"), graphtest.Fault{Status: 500})},
-	{name: "partial: one 404 that is no verdict on the principal", faults: fmOne(fmIn("/roleManagement/"), graphtest.Fault{Status: 404, Code: "Request_ResourceNotFound"})},
+	{name: "partial: one sub-response 500", faults: fmOne(inside("/identityGovernance/"), graphtest.Fault{Status: 500})},
+	{name: "partial: one 404 that is no verdict on the principal", faults: fmOne(inside("/roleManagement/"), graphtest.Fault{Status: 404, Code: "Request_ResourceNotFound"})},
 	{name: "partial: 500 and 429 in one batch", faults: []fmFault{
-		{fmIn("/users/"), graphtest.ThrottledFault("1")}, {fmIn("/identityGovernance/"), graphtest.Fault{Status: 500}}}},
+		{inside("/users/"), graphtest.ThrottledFault("1")}, {inside("/identityGovernance/"), graphtest.Fault{Status: 500}}}},
 	{name: "partial: 429 and 503 once, different Retry-After", faults: []fmFault{
-		{fmIn("/users/"), fmOnce(graphtest.ThrottledFault("1"))}, {fmIn("/roleManagement/"), fmOnce(graphtest.Fault{Status: 503, RetryAfter: "2"})}},
+		{inside("/users/"), once(graphtest.ThrottledFault("1"))}, {inside("/roleManagement/"), once(graphtest.Fault{Status: 503, RetryAfter: "2"})}},
 		want: fmTruth, waits: []time.Duration{2 * time.Second}},
 	// The principal's own role instances pass (a FaultNextLink without a
 	// link serves the page unchanged), the group-roles fetch's fail.
 	{name: "partial: group-roles $batch, a group's instances 500", faults: []fmFault{
-		{fmIn("/roleManagement/"), graphtest.Fault{Kind: graphtest.FaultNextLink, Times: 1}},
-		{fmIn("/roleManagement/"), graphtest.Fault{Status: 500}}}, want: fmOnlyCarol503},
+		{inside("/roleManagement/"), graphtest.Fault{Kind: graphtest.FaultNextLink, Times: 1}},
+		{inside("/roleManagement/"), graphtest.Fault{Status: 500}}}, want: fmOnlyCarol503},
 
 	// 403 permission and licence errors, 401.
-	{name: "403 Authorization_RequestDenied: roles", faults: fmOne(fmIn("/roleManagement/"), graphtest.DeniedFault())},
-	{name: "403 PermissionScopeNotGranted: roles", faults: fmOne(fmIn("/roleManagement/"), graphtest.ScopeNotGrantedFault())},
-	{name: "403 AadPremiumLicenseRequired: roles", faults: fmOne(fmIn("/roleManagement/"), graphtest.LicenseRequiredFault())},
-	{name: "403 AadPremiumLicenseRequired: PIM for Groups", faults: fmOne(fmIn("/identityGovernance/"), graphtest.LicenseRequiredFault())},
-	{name: "403 PermissionScopeNotGranted: PIM for Groups", faults: fmOne(fmIn("/identityGovernance/"), graphtest.ScopeNotGrantedFault())},
-	{name: "403 Authorization_RequestDenied: memberships", faults: fmOne(fmIn("/users/"), graphtest.DeniedFault())},
-	{name: "403 Authorization_RequestDenied: group list", faults: fmOne(fmIn("/groups"), graphtest.DeniedFault()), want: fmOnlyCarol503},
-	{name: "403 on $batch", faults: fmOne(fmBatch, graphtest.DeniedFault())},
-	{name: "403 without a code", faults: fmOne(fmIn("/roleManagement/"), graphtest.Fault{Status: 403, Body: `{}`})},
-	{name: "401 on $batch", faults: fmOne(fmBatch, graphtest.Fault{Status: 401})},
+	{name: "403 Authorization_RequestDenied: roles", faults: fmOne(inside("/roleManagement/"), graphtest.DeniedFault())},
+	{name: "403 PermissionScopeNotGranted: roles", faults: fmOne(inside("/roleManagement/"), graphtest.ScopeNotGrantedFault())},
+	{name: "403 AadPremiumLicenseRequired: roles", faults: fmOne(inside("/roleManagement/"), graphtest.LicenseRequiredFault())},
+	{name: "403 AadPremiumLicenseRequired: PIM for Groups", faults: fmOne(inside("/identityGovernance/"), graphtest.LicenseRequiredFault())},
+	{name: "403 PermissionScopeNotGranted: PIM for Groups", faults: fmOne(inside("/identityGovernance/"), graphtest.ScopeNotGrantedFault())},
+	{name: "403 Authorization_RequestDenied: memberships", faults: fmOne(inside("/users/"), graphtest.DeniedFault())},
+	{name: "403 Authorization_RequestDenied: group list", faults: fmOne(inside("/groups"), graphtest.DeniedFault()), want: fmOnlyCarol503},
+	{name: "403 on $batch", faults: fmOne(batchItself, graphtest.DeniedFault())},
+	{name: "403 without a code", faults: fmOne(inside("/roleManagement/"), graphtest.Fault{Status: 403, Body: `{}`})},
+	{name: "401 on $batch", faults: fmOne(batchItself, graphtest.Fault{Status: 401})},
 	// Graph saying the principal does not exist is a refusal, never an allow.
-	{name: "404 Request_ResourceNotFound: the principal", faults: fmOne(fmIn("/users/"), graphtest.Fault{Status: 404, Code: "Request_ResourceNotFound"}),
+	{name: "404 Request_ResourceNotFound: the principal", faults: fmOne(inside("/users/"), graphtest.Fault{Status: 404, Code: "Request_ResourceNotFound"}),
 		want: [3]fmOutcome{fmNotFound, fmNotFound, fmNotFound}},
 
 	// Account checks: the account and risk requests fail closed too.
 	{name: "account checks, no fault", checks: fmAllChecks, want: fmTruth, waits: []time.Duration{}},
 	{name: "account: 500", checks: fmAllChecks, faults: fmAccount(graphtest.Fault{Status: 500})},
 	{name: "account: 403 Authorization_RequestDenied", checks: fmAllChecks, faults: fmAccount(graphtest.DeniedFault())},
-	{name: "account: 429 without Retry-After, once", checks: fmAllChecks, faults: fmAccount(fmOnce(graphtest.ThrottledFault(""))),
+	{name: "account: 429 without Retry-After, once", checks: fmAllChecks, faults: fmAccount(once(graphtest.ThrottledFault(""))),
 		want: fmTruth, waits: []time.Duration{msgraph.DefaultRetryDelay}},
 	{name: "account: malformed JSON", checks: fmAllChecks, faults: fmAccount(graphtest.MalformedJSONFault())},
 	{name: "account: accountEnabled null", checks: fmAllChecks, faults: fmAccount(graphtest.Fault{Body: `{"accountEnabled":null}`})},
@@ -317,7 +300,7 @@ var fmRows = []fmRow{
 	{name: "risk: 500", checks: fmAllChecks, faults: fmOne(fmRisk, graphtest.Fault{Status: 500})},
 	{name: "risk: 403 Authorization_RequestDenied", checks: fmAllChecks, faults: fmOne(fmRisk, graphtest.DeniedFault())},
 	{name: "risk: 403 licence", checks: fmAllChecks, faults: fmOne(fmRisk, graphtest.LicenseRequiredFault())},
-	{name: "risk: 429 without Retry-After, once", checks: fmAllChecks, faults: fmOne(fmRisk, fmOnce(graphtest.ThrottledFault(""))),
+	{name: "risk: 429 without Retry-After, once", checks: fmAllChecks, faults: fmOne(fmRisk, once(graphtest.ThrottledFault(""))),
 		want: fmTruth, waits: []time.Duration{msgraph.DefaultRetryDelay}},
 	{name: "risk: 429 persistent", checks: fmAllChecks, faults: fmOne(fmRisk, graphtest.ThrottledFault("")), waits: fmBackoff},
 	{name: "risk: riskLevel hidden", checks: fmAllChecks, faults: fmOne(fmRisk, graphtest.Fault{Body: `{"riskLevel":"hidden","riskState":"none"}`})},
@@ -328,16 +311,16 @@ var fmRows = []fmRow{
 	// Dates Graph would never send: year 1 (the zero time, "permanent" as
 	// an end), before 1970, an end before the start. Each decoder refuses
 	// them; a forged permanent role never grants.
-	{name: "forged role with endDateTime 0001-01-01", faults: fmOne(fmIn("/roleManagement/"), graphtest.Fault{Body: fmRoleEnding("0001-01-01T00:00:00Z")})},
-	{name: "forged role with endDateTime 0001-01-01, seven digits", faults: fmOne(fmIn("/roleManagement/"), graphtest.Fault{Body: fmRoleEnding("0001-01-01T00:00:00.0000000Z")})},
-	{name: "forged role with endDateTime 1969", faults: fmOne(fmIn("/roleManagement/"), graphtest.Fault{Body: fmRoleEnding("1969-12-31T23:59:59Z")})},
-	{name: "forged role ending before it starts", faults: fmOne(fmIn("/roleManagement/"), graphtest.Fault{
+	{name: "forged role with endDateTime 0001-01-01", faults: fmOne(inside("/roleManagement/"), graphtest.Fault{Body: fmRoleEnding("0001-01-01T00:00:00Z")})},
+	{name: "forged role with endDateTime 0001-01-01, seven digits", faults: fmOne(inside("/roleManagement/"), graphtest.Fault{Body: fmRoleEnding("0001-01-01T00:00:00.0000000Z")})},
+	{name: "forged role with endDateTime 1969", faults: fmOne(inside("/roleManagement/"), graphtest.Fault{Body: fmRoleEnding("1969-12-31T23:59:59Z")})},
+	{name: "forged role ending before it starts", faults: fmOne(inside("/roleManagement/"), graphtest.Fault{
 		Body: `{"value":[{"roleDefinitionId":"` + ga + `","directoryScopeId":"/","assignmentType":"Assigned","memberType":"Direct","startDateTime":"2025-03-01T10:00:00Z","endDateTime":"2025-03-01T09:00:00Z"}]}`})},
-	{name: "PIM for Groups: endDateTime 0001-01-01", faults: fmOne(fmIn("/identityGovernance/"), graphtest.Fault{
+	{name: "PIM for Groups: endDateTime 0001-01-01", faults: fmOne(inside("/identityGovernance/"), graphtest.Fault{
 		Body: `{"value":[{"groupId":"` + admins + `","accessId":"member","assignmentType":"Assigned","endDateTime":"0001-01-01T00:00:00Z"}]}`})},
 	{name: "group-held role: endDateTime 0001-01-01", faults: []fmFault{
-		{fmIn("/roleManagement/"), graphtest.Fault{Kind: graphtest.FaultNextLink, Times: 1}},
-		{fmIn("/roleManagement/"), graphtest.Fault{Body: fmRoleEnding("0001-01-01T00:00:00Z")}}}, want: fmOnlyCarol503},
+		{inside("/roleManagement/"), graphtest.Fault{Kind: graphtest.FaultNextLink, Times: 1}},
+		{inside("/roleManagement/"), graphtest.Fault{Body: fmRoleEnding("0001-01-01T00:00:00Z")}}}, want: fmOnlyCarol503},
 	{name: "account: signInSessionsValidFromDateTime 0001-01-01", checks: fmAllChecks, faults: fmAccount(graphtest.Fault{
 		Body: `{"accountEnabled":true,"signInSessionsValidFromDateTime":"0001-01-01T00:00:00Z","lastPasswordChangeDateTime":null}`})},
 
@@ -360,9 +343,9 @@ var fmRows = []fmRow{
 	// not a sub-response's.
 	{name: "redirect: $batch 307 to another host", base: "redirect", redirectCode: http.StatusTemporaryRedirect},
 	{name: "redirect: $batch 302 to another host", base: "redirect", redirectCode: http.StatusFound},
-	{name: "redirect: sub-request 307 to another host", faults: fmOne(fmIn("/roleManagement/"), graphtest.Fault{Status: http.StatusTemporaryRedirect, Body: `{}`}),
+	{name: "redirect: sub-request 307 to another host", faults: fmOne(inside("/roleManagement/"), graphtest.Fault{Status: http.StatusTemporaryRedirect, Body: `{}`}),
 		transport: fmRedirectSubResponses},
-	{name: "redirect: sub-request 302 to another host", faults: fmOne(fmIn("/users/"), graphtest.Fault{Status: http.StatusFound, Body: `{}`}),
+	{name: "redirect: sub-request 302 to another host", faults: fmOne(inside("/users/"), graphtest.Fault{Status: http.StatusFound, Body: `{}`}),
 		transport: fmRedirectSubResponses},
 }
 
@@ -436,35 +419,6 @@ const (
 	fmRecSourceFailure = `"outcome":"error"`
 )
 
-// fmCredential hands the Source a fixed Graph access token.
-type fmCredential struct{ token string }
-
-func (c fmCredential) GetToken(context.Context, policy.TokenRequestOptions) (azcore.AccessToken, error) {
-	return azcore.AccessToken{Token: c.token, ExpiresOn: time.Now().Add(time.Hour)}, nil
-}
-
-// fmSleeper is the stubbed Sleep: it records the waits asked for and
-// returns at once.
-type fmSleeper struct {
-	mu    sync.Mutex
-	waits []time.Duration
-}
-
-func (s *fmSleeper) Sleep(ctx context.Context, d time.Duration) error {
-	s.mu.Lock()
-	s.waits = append(s.waits, d)
-	s.mu.Unlock()
-	return ctx.Err()
-}
-
-func (s *fmSleeper) take() []time.Duration {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	w := s.waits
-	s.waits = nil
-	return w
-}
-
 // fmEvil is an attacker's server: it answers anything with Graph-shaped
 // data granting Global Administrator, echoing $batch request ids, so a
 // client that reaches it can be fooled into an allow.
@@ -511,21 +465,16 @@ func newFMEvil(t *testing.T) *fmEvil {
 	return e
 }
 
-// fmMatrix is the shared fixture: one fake tenant, one Authenticator, the
-// evil server, and what the log scan needs.
+// fmMatrix is the shared fixture: a stack on a tenant that requires the
+// Source's Graph token, the evil server, and what the log scan needs.
 type fmMatrix struct {
-	t          *testing.T
-	clock      *graphtest.Clock
-	tenant     *graphtest.Server
-	auth       *middleware.Authenticator
+	*stack
 	evil       *fmEvil
 	redirector *httptest.Server
 	refused    string // a loopback URL nothing listens on
 	// redirectCode is the status the redirector answers with.
 	redirectCode atomic.Int64
-	logs         *lockedBuffer // every log record
 	transcript   *lockedBuffer // every response status, header and body
-	logger       *slog.Logger
 	graphToken   string
 	tokens       [3]string // bearer tokens of fmWho
 
@@ -535,37 +484,35 @@ type fmMatrix struct {
 	maxBounded, maxAny                                              atomic.Int64 // nanoseconds
 }
 
+// fmGraphToken is the Source's Graph token, JWT-shaped so that its
+// segments can be searched.
+const fmGraphToken = "eyJ0eXAiOiJKV1QiLCJhbGciOiJSUzI1NiJ9.eyJhdWQiOiJodHRwczovL2dyYXBoLm1pY3Jvc29mdC5jb20iLCJmbSI6Im1hdHJpeCJ9.Zm0tZ3JhcGgtc2lnbmF0dXJlLTdmM2E5Yw"
+
 func newFMMatrix(t *testing.T) *fmMatrix {
 	t.Helper()
-	m := &fmMatrix{t: t, clock: graphtest.NewClock(t0), logs: &lockedBuffer{}, transcript: &lockedBuffer{}}
-	m.logger = slog.New(slog.NewJSONHandler(m.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	m.tenant = graphtest.NewServer(graphtest.Options{Clock: m.clock, RequireGraphAuth: true})
-	t.Cleanup(m.tenant.Close)
-	for _, u := range []string{alice, bob, carol} {
-		must(t, m.tenant.AddUser(u, u[:4]+"@contoso.test"))
-	}
-	must(t, m.tenant.AssignRole(alice, ga, "/", time.Time{}, time.Time{}))
-	must(t, m.tenant.MakeEligible(bob, ga, "/", time.Time{}))
-	must(t, m.tenant.AddGroup(admins, "Admins", true))
-	must(t, m.tenant.AssignRole(admins, ga, "/", time.Time{}, time.Time{}))
-	must(t, m.tenant.AddGroupMember(admins, carol))
-
-	var err error
-	m.auth, err = middleware.NewAuthenticator(context.Background(), middleware.AuthenticatorConfig{
-		Tenants:   []string{graphtest.TenantID},
-		Audiences: []string{graphtest.APIClientID},
-		Authority: m.tenant.URL,
-		Now:       m.clock.Now,
-		Logger:    m.logger.With("component", "authenticator"),
+	m := &fmMatrix{transcript: &lockedBuffer{}, graphToken: fmGraphToken}
+	m.stack = newStack(t, stackOptions{
+		tenant:     graphtest.Options{RequireGraphAuth: true},
+		bare:       true,
+		graphToken: m.graphToken,
+		graph: func(_ *stack, c *msgraph.Config) {
+			// The fake clock stands still within a row: a limiter of one
+			// request per second would make every risk request after the
+			// first wait. The limiter has its own test (TestRiskRateLimiter).
+			c.RiskRequestsPerSecond, c.RiskBurst = 1e6, 1000
+		},
 	})
-	if err != nil {
-		t.Fatalf("NewAuthenticator: %v", err)
+	for _, u := range []string{alice, bob, carol} {
+		must(t, m.srv.AddUser(u, u[:4]+"@contoso.test"))
 	}
+	must(t, m.srv.AssignRole(alice, ga, "/", time.Time{}, time.Time{}))
+	must(t, m.srv.MakeEligible(bob, ga, "/", time.Time{}))
+	must(t, m.srv.AddGroup(admins, "Admins", true))
+	must(t, m.srv.AssignRole(admins, ga, "/", time.Time{}, time.Time{}))
+	must(t, m.srv.AddGroupMember(admins, carol))
 	for i, w := range fmWho {
-		m.tokens[i] = m.tenant.MustMint(graphtest.Token{ObjectID: w.oid, Lifetime: 24 * time.Hour})
+		m.tokens[i] = m.mint(graphtest.Token{ObjectID: w.oid, Lifetime: 24 * time.Hour}).raw
 	}
-	// The Graph token is JWT-shaped so that its segments can be searched.
-	m.graphToken = "eyJ0eXAiOiJKV1QiLCJhbGciOiJSUzI1NiJ9.eyJhdWQiOiJodHRwczovL2dyYXBoLm1pY3Jvc29mdC5jb20iLCJmbSI6Im1hdHJpeCJ9.Zm0tZ3JhcGgtc2lnbmF0dXJlLTdmM2E5Yw"
 
 	m.evil = newFMEvil(t)
 	m.redirectCode.Store(http.StatusTemporaryRedirect)
@@ -584,50 +531,26 @@ func newFMMatrix(t *testing.T) *fmMatrix {
 
 // expand replaces the placeholders of fmFault.
 func (m *fmMatrix) expand(s string) string {
-	tu, _ := url.Parse(m.tenant.URL)
+	tu, _ := url.Parse(m.srv.URL)
 	eu, _ := url.Parse(m.evil.srv.URL)
-	return strings.NewReplacer("{GRAPH}", m.tenant.GraphURL(), "{TENANT_URL}", m.tenant.URL, "{TENANT}", tu.Host, "{PORT}", tu.Port(),
+	return strings.NewReplacer("{GRAPH}", m.srv.GraphURL(), "{TENANT_URL}", m.srv.URL, "{TENANT}", tu.Host, "{PORT}", tu.Port(),
 		"{EVIL}", m.evil.srv.URL, "{EVILHOST}", eu.Host).Replace(s)
 }
 
-// fmAnswer is one served request.
-type fmAnswer struct {
-	status  int
-	code    string
-	retry   string
-	called  bool
-	latency time.Duration
-}
-
-// serve sends one GET through Authenticator and guard to a recording
-// handler, as principal i of fmWho.
-func (m *fmMatrix) serve(guard *middleware.Guard, i int) fmAnswer {
-	m.t.Helper()
-	var a fmAnswer
-	h := m.auth.Handler(guard.Require(middleware.Role(ga))(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		a.called = true
-		_, _ = io.WriteString(w, "ok")
-	})))
-	req := httptest.NewRequest(http.MethodGet, "/api/admin", nil)
-	req.Header.Set("Authorization", "Bearer "+m.tokens[i])
-	rec := httptest.NewRecorder()
-	start := time.Now()
-	h.ServeHTTP(rec, req)
-	a.latency = time.Since(start)
-	a.status, a.retry = rec.Code, rec.Header().Get("Retry-After")
-	var body struct {
-		Code string `json:"code"`
-	}
-	_ = json.Unmarshal(rec.Body.Bytes(), &body)
-	a.code = body.Code
-	fmt.Fprintf(m.transcript, "%d %v %s\n", rec.Code, rec.Header(), rec.Body.String())
+// serve sends one GET through the Authenticator and
+// guard.Require(Role(Global Administrator)) to the stack's recording
+// handler, as principal i of fmWho, and keeps the answer for the log scan.
+func (m *fmMatrix) serve(guard *middleware.Guard, i int) result {
+	a := m.send(guard.Require(middleware.Role(ga)), m.tokens[i])
+	fmt.Fprintf(m.transcript, "%d %v %s\n", a.status, a.header, a.raw)
 	return a
 }
 
 // check compares an answer with the outcome wanted and with live state,
 // counting wrong allows and handler calls on error paths.
-func (m *fmMatrix) check(t *testing.T, step string, i int, a fmAnswer, want fmOutcome, holds bool) bool {
+func (m *fmMatrix) check(t *testing.T, step string, i int, a result, want fmOutcome, holds bool) bool {
 	t.Helper()
+	code, retry := a.body.Code, a.header.Get("Retry-After")
 	m.requests.Add(1)
 	if a.status == http.StatusOK && !holds {
 		m.wronglyAllowed.Add(1)
@@ -642,15 +565,15 @@ func (m *fmMatrix) check(t *testing.T, step string, i int, a fmAnswer, want fmOu
 	case fmAllow:
 		ok = a.status == http.StatusOK && a.called
 	case fmDeny:
-		ok = a.status == http.StatusForbidden && a.code == middleware.CodeRoleNotActive && !a.called
+		ok = a.status == http.StatusForbidden && code == middleware.CodeRoleNotActive && !a.called
 	case fmNotFound:
-		ok = a.status == http.StatusUnauthorized && a.code == middleware.CodePrincipalNotFound && !a.called
+		ok = a.status == http.StatusUnauthorized && code == middleware.CodePrincipalNotFound && !a.called
 	case fmUnavailable:
-		ok = a.status == http.StatusServiceUnavailable && a.code == middleware.CodePIMUnavailable && a.retry != "" && !a.called
+		ok = a.status == http.StatusServiceUnavailable && code == middleware.CodePIMUnavailable && retry != "" && !a.called
 	}
 	if !ok {
 		m.mismatches.Add(1)
-		t.Errorf("%s: %s: %d %q (Retry-After %q, handler called %v), want %v", step, fmWho[i].name, a.status, a.code, a.retry, a.called, want)
+		t.Errorf("%s: %s: %d %q (Retry-After %q, handler called %v), want %v", step, fmWho[i].name, a.status, code, retry, a.called, want)
 	}
 	return ok
 }
@@ -658,49 +581,33 @@ func (m *fmMatrix) check(t *testing.T, step string, i int, a fmAnswer, want fmOu
 // runRow runs one row against fresh Source and Guard instances.
 func (m *fmMatrix) runRow(t *testing.T, row fmRow) {
 	m.rowsTried.Add(1)
-	m.tenant.ResetRequests()
+	m.srv.ResetRequests()
 	evilHits, evilBearers, evilBodies := m.evil.hits.Load(), m.evil.bearers.Load(), m.evil.withBody.Load()
-	sleeper := &fmSleeper{}
-	cfg := msgraph.Config{
-		BaseURL:    m.tenant.GraphURL(),
-		Credential: fmCredential{m.graphToken},
-		Now:        m.clock.Now,
-		Sleep:      sleeper.Sleep,
-		Timeout:    row.sourceTimeout,
-		Logger:     m.logger.With("component", "msgraph", "row", row.name),
-		// The fake clock stands still within a row: a limiter of one
-		// request per second would make every risk request after the
-		// first wait. The limiter has its own test (TestRiskRateLimiter).
-		RiskRequestsPerSecond: 1e6, RiskBurst: 1000,
-	}
-	switch row.base {
-	case "refused":
-		cfg.BaseURL = m.refused
-	case "redirect":
-		cfg.BaseURL = m.redirector.URL + "/v1.0"
-		m.redirectCode.Store(int64(cmp.Or(row.redirectCode, http.StatusTemporaryRedirect)))
-	}
-	if row.transport != nil {
-		cfg.Transport = row.transport(m, http.DefaultTransport)
-	}
-	if row.realSleep {
-		cfg.Sleep = nil
-	}
-	src, err := msgraph.New(cfg)
-	if err != nil {
-		t.Fatalf("msgraph.New: %v", err)
-	}
-	guard, err := middleware.NewGuard(middleware.GuardConfig{
-		Source:        src,
-		Now:           m.clock.Now,
-		LookupTimeout: row.lookupTimeout,
-		AccountChecks: row.checks,
-		Logger:        m.logger.With("component", "guard", "row", row.name),
-		AllowLogLevel: slog.LevelInfo,
+	sleeps := &sleeper{}
+	src := m.newSource(t, func(c *msgraph.Config) {
+		c.Sleep = sleeps.Sleep
+		c.Timeout = row.sourceTimeout
+		c.Logger = c.Logger.With("row", row.name)
+		switch row.base {
+		case "refused":
+			c.BaseURL = m.refused
+		case "redirect":
+			c.BaseURL = m.redirector.URL + "/v1.0"
+			m.redirectCode.Store(int64(cmp.Or(row.redirectCode, http.StatusTemporaryRedirect)))
+		}
+		if row.transport != nil {
+			c.Transport = row.transport(m, http.DefaultTransport)
+		}
+		if row.realSleep {
+			c.Sleep = nil
+		}
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
+	guard := m.newGuard(t, func(c *middleware.GuardConfig) {
+		c.Source = src
+		c.LookupTimeout = row.lookupTimeout
+		c.AccountChecks = row.checks
+		c.Logger = c.Logger.With("row", row.name)
+	})
 
 	// The effective bound on a request's wait.
 	bound := middleware.DefaultLookupTimeout
@@ -720,7 +627,7 @@ func (m *fmMatrix) runRow(t *testing.T, row fmRow) {
 		for _, f := range row.faults {
 			ff := f.fault
 			ff.NextLink, ff.Body = m.expand(ff.NextLink), m.expand(ff.Body)
-			removes = append(removes, m.tenant.InjectGraphFault(f.match, ff))
+			removes = append(removes, m.srv.InjectGraphFault(f.match, ff))
 		}
 		want := row.want[i]
 		a := m.serve(guard, i)
@@ -742,7 +649,7 @@ func (m *fmMatrix) runRow(t *testing.T, row fmRow) {
 			fmMax(&m.maxBounded, a.latency)
 		}
 		fmMax(&m.maxAny, a.latency)
-		waits := sleeper.take()
+		waits := sleeps.take()
 		for _, w := range waits {
 			if w+50*time.Millisecond > bound {
 				t.Errorf("%s: the Source asked to wait %v, which cannot fit in %v", fmWho[i].name, w, bound)
@@ -758,7 +665,7 @@ func (m *fmMatrix) runRow(t *testing.T, row fmRow) {
 	if hits != 0 {
 		t.Errorf("%d requests reached the evil server (%d with a bearer token, %d with a body)", hits, bearers, bodies)
 	}
-	for _, r := range m.tenant.Requests() {
+	for _, r := range m.srv.Requests() {
 		if strings.Contains(r.Query, "stolen") || strings.Contains(r.Path, "..") || strings.HasPrefix(r.Path, "/beta") {
 			t.Errorf("followed a nextLink it must refuse: %s %s?%s", r.Method, r.Path, r.Query)
 		}
@@ -786,7 +693,7 @@ func (m *fmMatrix) runRow(t *testing.T, row fmRow) {
 			break
 		}
 	}
-	sleeper.take()
+	sleeps.take()
 }
 
 func fmMax(v *atomic.Int64, d time.Duration) {
@@ -873,17 +780,7 @@ func TestGraphFaultMatrix(t *testing.T) {
 // live state, the activation included, without a restart.
 func TestGraphFaultMatrixRecovery(t *testing.T) {
 	m := newFMMatrix(t)
-	sleeper := &fmSleeper{}
-	src, err := msgraph.New(msgraph.Config{BaseURL: m.tenant.GraphURL(), Credential: fmCredential{m.graphToken},
-		Now: m.clock.Now, Sleep: sleeper.Sleep, Logger: m.logger.With("component", "msgraph")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	guard, err := middleware.NewGuard(middleware.GuardConfig{Source: src, Now: m.clock.Now, LookupTimeout: fmShort,
-		Logger: m.logger.With("component", "guard"), AllowLogLevel: slog.LevelInfo})
-	if err != nil {
-		t.Fatal(err)
-	}
+	guard := m.newGuard(t, func(c *middleware.GuardConfig) { c.LookupTimeout = fmShort }) // over the stack's Source
 	holds := [3]bool{true, false, true}
 	step := func(name string, want [3]fmOutcome) {
 		t.Helper()
@@ -902,9 +799,9 @@ func TestGraphFaultMatrixRecovery(t *testing.T) {
 	}
 	step("before the outage", fmTruth) // alice, carol cached for CacheTTL; bob's empty state for NegativeTTL
 
-	remove := m.tenant.InjectGraphFault(fmBatch, graphtest.Fault{Status: http.StatusServiceUnavailable, RetryAfter: "1"})
+	remove := m.srv.InjectGraphFault(batchItself, graphtest.Fault{Status: http.StatusServiceUnavailable, RetryAfter: "1"})
 	step("outage, states cached", fmTruth)
-	if _, err := m.tenant.ActivateRole(bob, ga, "/", time.Hour); err != nil {
+	if _, err := m.srv.ActivateRole(bob, ga, "/", time.Hour); err != nil {
 		t.Fatal(err)
 	}
 	holds[1] = true
@@ -915,12 +812,12 @@ func TestGraphFaultMatrixRecovery(t *testing.T) {
 	remove()
 	step("Graph back", [3]fmOutcome{fmAllow, fmAllow, fmAllow})
 
-	remove = m.tenant.InjectGraphFault(fmBatch, graphtest.Fault{Kind: graphtest.FaultHang})
+	remove = m.srv.InjectGraphFault(batchItself, graphtest.Fault{Kind: graphtest.FaultHang})
 	m.clock.Advance(middleware.DefaultStateTTL + time.Second)
 	step("second outage: a hang", [3]fmOutcome{})
 	remove()
 	step("Graph back again", [3]fmOutcome{fmAllow, fmAllow, fmAllow})
-	if err := m.tenant.DeactivateRole(bob, ga, "/"); err != nil {
+	if err := m.srv.DeactivateRole(bob, ga, "/"); err != nil {
 		t.Fatal(err)
 	}
 	holds[1] = false

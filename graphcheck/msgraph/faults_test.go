@@ -118,7 +118,7 @@ func TestFaults(t *testing.T) {
 
 func TestHangIsBoundedByTimeout(t *testing.T) {
 	for _, match := range []graphtest.GraphMatch{batchItself, inside("/roleManagement/")} {
-		e := newEnv(t, graphtest.Options{}, func(_ *env, c *msgraph.Config) { c.Timeout = 200 * time.Millisecond })
+		e := newEnv(t, graphtest.Options{}, func(_ *stack, c *msgraph.Config) { c.Timeout = 200 * time.Millisecond })
 		e.srv.InjectGraphFault(match, graphtest.Fault{Kind: graphtest.FaultHang})
 		start := time.Now()
 		_, err := e.lookup(user(alice))
@@ -174,7 +174,7 @@ func TestRetries(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			e := newEnv(t, graphtest.Options{}, func(_ *env, c *msgraph.Config) {
+			e := newEnv(t, graphtest.Options{}, func(_ *stack, c *msgraph.Config) {
 				if tt.edit != nil {
 					tt.edit(c)
 				}
@@ -231,7 +231,7 @@ func TestRetryWaitInterrupted(t *testing.T) {
 
 // Paging stops at MaxPages: a partial answer is never returned.
 func TestMaxPages(t *testing.T) {
-	e := newEnv(t, graphtest.Options{GraphPageSize: 1}, func(_ *env, c *msgraph.Config) { c.MaxPages = 2 })
+	e := newEnv(t, graphtest.Options{GraphPageSize: 1}, func(_ *stack, c *msgraph.Config) { c.MaxPages = 2 })
 	for _, r := range []string{ga, reader, userAdm} {
 		must(t, e.srv.AssignRole(alice, r, "/", time.Time{}, time.Time{}))
 	}

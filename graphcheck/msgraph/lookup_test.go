@@ -279,7 +279,7 @@ func TestColdLookupIsOneRoundTrip(t *testing.T) {
 }
 
 func TestGroupRolesFetchedOncePerTTL(t *testing.T) {
-	e := newEnv(t, graphtest.Options{}, func(_ *env, c *msgraph.Config) { c.GroupRolesTTL = time.Minute })
+	e := newEnv(t, graphtest.Options{}, func(_ *stack, c *msgraph.Config) { c.GroupRolesTTL = time.Minute })
 	must(t, e.srv.AssignRole(admins, ga, "/", time.Time{}, time.Time{}))
 	for _, u := range []string{alice, bob, carol} {
 		must(t, e.srv.AddGroupMember(admins, u))
@@ -416,7 +416,7 @@ func TestBearerTokenReachesGraph(t *testing.T) {
 	}
 
 	// Without a token the fake tenant refuses, and that is no "no roles".
-	anon := newEnv(t, graphtest.Options{RequireGraphAuth: true}, func(_ *env, c *msgraph.Config) {
+	anon := newEnv(t, graphtest.Options{RequireGraphAuth: true}, func(_ *stack, c *msgraph.Config) {
 		c.Credential, c.InsecureNoCredential = nil, true
 	})
 	if _, err := anon.lookup(user(alice)); !errors.Is(err, graphcheck.ErrUnavailable) {
@@ -432,7 +432,7 @@ func (failingCredential) GetToken(context.Context, policy.TokenRequestOptions) (
 
 // A credential that cannot get a token is an outage, and nothing is sent.
 func TestCredentialFailure(t *testing.T) {
-	e := newEnv(t, graphtest.Options{}, func(_ *env, c *msgraph.Config) { c.Credential = failingCredential{} })
+	e := newEnv(t, graphtest.Options{}, func(_ *stack, c *msgraph.Config) { c.Credential = failingCredential{} })
 	if _, err := e.lookup(user(alice)); !errors.Is(err, graphcheck.ErrUnavailable) || !strings.Contains(err.Error(), "AADSTS7000215") {
 		t.Errorf("Lookup: %v, want ErrUnavailable with the credential's reason", err)
 	}
@@ -462,7 +462,7 @@ func TestNationalClouds(t *testing.T) {
 	for _, host := range []string{"graph.microsoft.com", "graph.microsoft.us", "dod-graph.microsoft.us", "microsoftgraph.chinacloudapi.cn"} {
 		t.Run(host, func(t *testing.T) {
 			rt := &rewriteTransport{}
-			e := newEnv(t, graphtest.Options{RequireGraphAuth: true}, func(e *env, c *msgraph.Config) {
+			e := newEnv(t, graphtest.Options{RequireGraphAuth: true}, func(e *stack, c *msgraph.Config) {
 				c.BaseURL = "https://" + host + "/v1.0"
 				rt.target = strings.TrimPrefix(e.srv.URL, "http://")
 				c.Transport = rt
@@ -577,7 +577,7 @@ func (g *gate) RoundTrip(r *http.Request) (*http.Response, error) {
 // giving up neither cancels it nor fails the callers waiting for it.
 func TestSharedGroupRolesFetchOutlivesItsFirstCaller(t *testing.T) {
 	g := newGate(2, false) // 2nd request: the group list
-	e := newEnv(t, graphtest.Options{}, func(_ *env, c *msgraph.Config) { c.Transport = g })
+	e := newEnv(t, graphtest.Options{}, func(_ *stack, c *msgraph.Config) { c.Transport = g })
 	must(t, e.srv.AssignRole(admins, ga, "/", time.Time{}, time.Time{}))
 	must(t, e.srv.AddGroupMember(admins, alice))
 	must(t, e.srv.AddGroupMember(admins, bob))

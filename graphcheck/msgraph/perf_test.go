@@ -29,7 +29,6 @@ import (
 
 	"github.com/pimguard/pimguard/graphcheck"
 	"github.com/pimguard/pimguard/graphcheck/graphtest"
-	"github.com/pimguard/pimguard/graphcheck/msgraph"
 	"github.com/pimguard/pimguard/middleware"
 )
 
@@ -39,8 +38,6 @@ const (
 	perfGroup = "9e000000-0000-4000-8000-0000000000e1"
 	// perfTokenLife outlasts every clock jump of these figures.
 	perfTokenLife = 24 * time.Hour
-	// perfDecisionMsg is the message of the Guard's decision records.
-	perfDecisionMsg = "pimguard: authorization decision"
 )
 
 // perfT0 is the fake clock's start, on a whole second.
@@ -49,22 +46,12 @@ var perfT0 = time.Date(2025, 6, 2, 8, 0, 0, 0, time.UTC)
 // perfOID returns the object ID of the i-th generated user.
 func perfOID(i int) string { return fmt.Sprintf("e0000000-0000-4000-8000-%012x", i) }
 
-func perfMust(tb testing.TB, err error) {
-	tb.Helper()
-	if err != nil {
-		tb.Fatal(err)
-	}
-}
-
-// perfStack is a fake tenant, a real msgraph.Source reading it, and an
-// Authenticator and a Guard in front of a handler, on one fake clock.
+// perfStack is a stack for measuring: the tenant holds perfGroup and the
+// users a figure adds, the Source sends no token, log records are
+// discarded (or only counted), and the Guard counts its calls of the
+// Source.
 type perfStack struct {
-	clock  *graphtest.Clock
-	tenant *graphtest.Server
-	src    *msgraph.Source
-	auth   *middleware.Authenticator
-	guard  *middleware.Guard
-	gcfg   middleware.GuardConfig // as given to NewGuard
+	*stack
 	// lookups counts the Guard's calls of the Source.
 	lookups atomic.Int64
 	// states counts decision records by where the state came from, when
@@ -80,45 +67,28 @@ type perfOptions struct {
 
 func newPerfStack(tb testing.TB, o perfOptions) *perfStack {
 	tb.Helper()
-	s := &perfStack{clock: graphtest.NewClock(perfT0)}
-	s.tenant = graphtest.NewServer(graphtest.Options{Clock: s.clock})
-	tb.Cleanup(s.tenant.Close)
-	perfMust(tb, s.tenant.AddGroup(perfGroup, "On-call", false))
-
-	src, err := msgraph.New(msgraph.Config{
-		BaseURL:              s.tenant.GraphURL(),
-		InsecureNoCredential: true,
-		Now:                  s.clock.Now,
-		Sleep:                func(ctx context.Context, _ time.Duration) error { return ctx.Err() },
-	})
-	perfMust(tb, err)
-	s.src = src
-	discard := slog.New(slog.DiscardHandler)
-	s.auth, err = middleware.NewAuthenticator(context.Background(), middleware.AuthenticatorConfig{
-		Tenants: []string{graphtest.TenantID}, Audiences: []string{graphtest.APIClientID},
-		Authority: s.tenant.URL, Now: s.clock.Now, Logger: discard,
-	})
-	perfMust(tb, err)
-
-	counted := graphcheck.SourceFunc(func(ctx context.Context, p graphcheck.Principal) (*graphcheck.State, error) {
-		s.lookups.Add(1)
-		if o.beforeLookup != nil {
-			o.beforeLookup()
-		}
-		return src.Lookup(ctx, p)
-	})
-	s.gcfg = middleware.GuardConfig{Source: counted, Now: s.clock.Now, Logger: discard}
-	if o.countStates {
-		s.states = &perfStateCounter{}
-		s.gcfg.Logger = slog.New(s.states)
-		s.gcfg.AllowLogLevel = slog.LevelInfo
-	}
-	if o.guard != nil {
-		o.guard(&s.gcfg)
-	}
-	s.guard, err = middleware.NewGuard(s.gcfg)
-	perfMust(tb, err)
-	return s
+	ps := &perfStack{}
+	ps.stack = newStack(tb, stackOptions{start: perfT0, bare: true, anonymous: true, quiet: true,
+		guard: func(c *middleware.GuardConfig) {
+			src := c.Source
+			c.Source = graphcheck.SourceFunc(func(ctx context.Context, p graphcheck.Principal) (*graphcheck.State, error) {
+				ps.lookups.Add(1)
+				if o.beforeLookup != nil {
+					o.beforeLookup()
+				}
+				return src.Lookup(ctx, p)
+			})
+			if o.countStates {
+				ps.states = &perfStateCounter{}
+				c.Logger = slog.New(ps.states)
+				c.AllowLogLevel = slog.LevelInfo
+			}
+			if o.guard != nil {
+				o.guard(c)
+			}
+		}})
+	must(tb, ps.srv.AddGroup(perfGroup, "On-call", false))
+	return ps
 }
 
 // addTypical adds a user with a typical state: Helpdesk Administrator
@@ -126,41 +96,27 @@ func newPerfStack(tb testing.TB, o perfOptions) *perfStack {
 // hours, and an active PIM-for-Groups membership of perfGroup.
 func (s *perfStack) addTypical(tb testing.TB, oid string) {
 	tb.Helper()
-	perfMust(tb, s.tenant.AddUser(oid, oid[len(oid)-6:]+"@contoso.test"))
-	perfMust(tb, s.tenant.AssignRole(oid, middleware.RoleHelpdeskAdministrator, "/", time.Time{}, time.Time{}))
-	perfMust(tb, s.tenant.MakeEligible(oid, middleware.RoleUserAdministrator, "/", time.Time{}))
-	_, err := s.tenant.ActivateRole(oid, middleware.RoleUserAdministrator, "/", 8*time.Hour)
-	perfMust(tb, err)
-	perfMust(tb, s.tenant.AssignGroup(perfGroup, oid, graphtest.AccessMember, time.Time{}, time.Time{}))
+	must(tb, s.srv.AddUser(oid, oid[len(oid)-6:]+"@contoso.test"))
+	must(tb, s.srv.AssignRole(oid, middleware.RoleHelpdeskAdministrator, "/", time.Time{}, time.Time{}))
+	must(tb, s.srv.MakeEligible(oid, middleware.RoleUserAdministrator, "/", time.Time{}))
+	_, err := s.srv.ActivateRole(oid, middleware.RoleUserAdministrator, "/", 8*time.Hour)
+	must(tb, err)
+	must(tb, s.srv.AssignGroup(perfGroup, oid, graphtest.AccessMember, time.Time{}, time.Time{}))
 }
 
 // token mints a user access token for oid, valid for perfTokenLife.
-func (s *perfStack) token(tb testing.TB, oid string) string {
-	tb.Helper()
-	raw, err := s.tenant.Mint(graphtest.Token{
+func (s *perfStack) token(oid string) string {
+	s.t.Helper()
+	return s.mint(graphtest.Token{
 		ObjectID: oid, Name: "Perf User", Username: oid[len(oid)-6:] + "@contoso.test",
 		Wids: []string{middleware.RoleHelpdeskAdministrator}, Lifetime: perfTokenLife,
-	})
-	perfMust(tb, err)
-	return raw
+	}).raw
 }
 
 // protect returns the Authenticator and Guard.Require(req) in front of
 // perfOK.
 func (s *perfStack) protect(req middleware.Requirement) http.Handler {
 	return s.auth.Handler(s.guard.Require(req)(perfOK))
-}
-
-// graphHTTP counts the HTTP requests Graph received: $batch sub-requests,
-// recorded with a BatchID, are not requests on the wire.
-func (s *perfStack) graphHTTP() int {
-	n := 0
-	for _, r := range s.tenant.Requests() {
-		if r.BatchID == "" && strings.HasPrefix(r.Path, "/v1.0/") {
-			n++
-		}
-	}
-	return n
 }
 
 var perfOK = http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusOK) })
@@ -216,7 +172,7 @@ func (c *perfStateCounter) Enabled(context.Context, slog.Level) bool { return tr
 func (c *perfStateCounter) WithAttrs([]slog.Attr) slog.Handler       { return c }
 func (c *perfStateCounter) WithGroup(string) slog.Handler            { return c }
 func (c *perfStateCounter) Handle(_ context.Context, r slog.Record) error {
-	if r.Message != perfDecisionMsg {
+	if r.Message != decisionMsg {
 		return nil
 	}
 	r.Attrs(func(a slog.Attr) bool {
@@ -257,7 +213,7 @@ func BenchmarkColdPrincipal(b *testing.B) {
 	oid := perfOID(1)
 	s.addTypical(b, oid)
 	h := s.protect(middleware.Role(middleware.RoleHelpdeskAdministrator))
-	req := perfBearer(s.token(b, oid))
+	req := perfBearer(s.token(oid))
 	w := newPerfWriter()
 	if code := w.serve(h, req); code != http.StatusOK { // key set, token and state warm
 		b.Fatalf("warm-up: status %d", code)
@@ -275,12 +231,12 @@ func BenchmarkColdPrincipal(b *testing.B) {
 	}
 	// per reports the Graph traffic of n requests.
 	per := func(b *testing.B, n int, lookups0 int64) {
-		b.ReportMetric(float64(s.graphHTTP())/float64(n), "graph-roundtrips/op")
+		b.ReportMetric(float64(s.graphHTTPRequests())/float64(n), "graph-roundtrips/op")
 		b.ReportMetric(float64(s.lookups.Load()-lookups0)/float64(n), "lookups/op")
 	}
 
 	b.Run("cold", func(b *testing.B) {
-		s.tenant.ResetRequests()
+		s.srv.ResetRequests()
 		l0, n := s.lookups.Load(), 0
 		b.ReportAllocs()
 		for b.Loop() {
@@ -290,7 +246,7 @@ func BenchmarkColdPrincipal(b *testing.B) {
 		per(b, n, l0)
 	})
 	b.Run("warm", func(b *testing.B) {
-		s.tenant.ResetRequests()
+		s.srv.ResetRequests()
 		l0, n := s.lookups.Load(), 0
 		b.ReportAllocs()
 		for b.Loop() {
@@ -300,7 +256,7 @@ func BenchmarkColdPrincipal(b *testing.B) {
 		per(b, n, l0)
 	})
 	b.Run("side-by-side", func(b *testing.B) {
-		s.tenant.ResetRequests()
+		s.srv.ResetRequests()
 		l0, n := s.lookups.Load(), 0
 		var coldT, warmT time.Duration
 		for b.Loop() {
@@ -323,7 +279,7 @@ func BenchmarkColdPrincipal(b *testing.B) {
 		b.ReportMetric(warmNs, "warm-ns/req")
 		b.ReportMetric(coldNs-warmNs, "added-ns/req")
 		b.ReportMetric(coldNs/warmNs, "x-warm")
-		b.ReportMetric(float64(s.graphHTTP())/float64(n), "graph-roundtrips/cold")
+		b.ReportMetric(float64(s.graphHTTPRequests())/float64(n), "graph-roundtrips/cold")
 		b.ReportMetric(float64(s.lookups.Load()-l0)/float64(n), "lookups/cold")
 	})
 }
@@ -366,7 +322,7 @@ func newPerfBurst(tb testing.TB, held bool) *perfBurst {
 	}
 	pb.s = newPerfStack(tb, o)
 	pb.s.addTypical(tb, pb.oid)
-	pb.tok = pb.s.token(tb, pb.oid)
+	pb.tok = pb.s.token(pb.oid)
 	enter := func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			if pb.entered.Add(1) == perfBurstSize {
@@ -392,7 +348,7 @@ func newPerfBurst(tb testing.TB, held bool) *perfBurst {
 // reset purges the principal's state and every counter.
 func (pb *perfBurst) reset() {
 	pb.s.guard.Purge(graphtest.TenantID, pb.oid)
-	pb.s.tenant.ResetRequests()
+	pb.s.srv.ResetRequests()
 	pb.s.lookups.Store(0)
 	pb.s.states.reset()
 	pb.entered.Store(0)
@@ -440,7 +396,7 @@ func (pb *perfBurst) run() perfBurstResult {
 	close(start)
 	wg.Wait()
 	return perfBurstResult{
-		failed: int(failed.Load()), lookups: int(pb.s.lookups.Load()), graphHTTP: pb.s.graphHTTP(),
+		failed: int(failed.Load()), lookups: int(pb.s.lookups.Load()), graphHTTP: pb.s.graphHTTPRequests(),
 		joined: pb.s.states.graph.Load(), hits: pb.s.states.cache.Load(),
 	}
 }
@@ -564,7 +520,7 @@ func TestGraphTrafficFigures(t *testing.T) {
 		}
 		h := s.guard.Require(middleware.Role(middleware.RoleHelpdeskAdministrator))(perfOK)
 		w := newPerfWriter()
-		s.tenant.ResetRequests()
+		s.srv.ResetRequests()
 		l0 := s.lookups.Load()
 		k := 0
 		for range row.dur {
@@ -576,7 +532,7 @@ func TestGraphTrafficFigures(t *testing.T) {
 			}
 			s.clock.Advance(time.Second)
 		}
-		graph, lookups := s.graphHTTP(), int(s.lookups.Load()-l0)
+		graph, lookups := s.graphHTTPRequests(), int(s.lookups.Load()-l0)
 		perSec := float64(graph) / float64(row.dur)
 		bound := float64(row.p) / row.ttl.Seconds()
 		ok := float64(graph)*row.ttl.Seconds() <= float64(row.p*row.dur) // perSec <= P/T, exactly
@@ -621,8 +577,7 @@ func BenchmarkMemoryPerPrincipal(b *testing.B) {
 		oids[i] = perfOID(1_000_000 + i)
 	}
 	var lookups atomic.Int64
-	cfg := s.gcfg
-	cfg.Source = graphcheck.SourceFunc(func(ctx context.Context, p graphcheck.Principal) (*graphcheck.State, error) {
+	relabel := graphcheck.SourceFunc(func(ctx context.Context, p graphcheck.Principal) (*graphcheck.State, error) {
 		lookups.Add(1)
 		var i int
 		if _, err := fmt.Sscanf(p.ObjectID[24:], "%x", &i); err != nil {
@@ -640,6 +595,9 @@ func BenchmarkMemoryPerPrincipal(b *testing.B) {
 		st.ObjectID = p.ObjectID
 		return st, nil
 	})
+	newGuard := func() *middleware.Guard {
+		return s.newGuard(b, func(c *middleware.GuardConfig) { c.Source = relabel })
+	}
 	h := func(g *middleware.Guard) http.Handler {
 		return g.Require(middleware.Role(middleware.RoleHelpdeskAdministrator))(perfOK)
 	}
@@ -653,18 +611,18 @@ func BenchmarkMemoryPerPrincipal(b *testing.B) {
 		}
 	}
 	// Warm the Source's connections on a throwaway Guard.
-	if code := newPerfWriter().serve(h(middleware.MustNewGuard(cfg)), perfAuthenticated(oids[0])); code != http.StatusOK {
+	if code := newPerfWriter().serve(h(newGuard()), perfAuthenticated(oids[0])); code != http.StatusOK {
 		b.Fatalf("warm-up: status %d", code)
 	}
 	var perPrincipal float64
 	for b.Loop() {
-		g := middleware.MustNewGuard(cfg)
+		g := newGuard()
 		gh := h(g)
-		s.tenant.ResetRequests()
+		s.srv.ResetRequests()
 		l0 := lookups.Load()
 		before := perfHeap()
 		fill(b, gh)
-		s.tenant.ResetRequests() // graphtest's request log is not the Guard's
+		s.srv.ResetRequests() // graphtest's request log is not the Guard's
 		after := perfHeap()
 		perPrincipal = float64(after-before) / perfMemPrincipals
 
@@ -746,24 +704,24 @@ func TestFreshnessFigures(t *testing.T) {
 		seed func(s *perfStack, oid string) error
 	}{
 		{"PIM role activation", 30 * time.Second, middleware.Role(middleware.RoleUserAdministrator), func(s *perfStack, oid string) error {
-			if err := s.tenant.MakeEligible(oid, middleware.RoleUserAdministrator, "/", time.Time{}); err != nil {
+			if err := s.srv.MakeEligible(oid, middleware.RoleUserAdministrator, "/", time.Time{}); err != nil {
 				return err
 			}
-			_, err := s.tenant.ActivateRole(oid, middleware.RoleUserAdministrator, "/", life)
+			_, err := s.srv.ActivateRole(oid, middleware.RoleUserAdministrator, "/", life)
 			return err
 		}},
 		{"PIM role activation", time.Hour, middleware.Role(middleware.RoleUserAdministrator), func(s *perfStack, oid string) error {
-			if err := s.tenant.MakeEligible(oid, middleware.RoleUserAdministrator, "/", time.Time{}); err != nil {
+			if err := s.srv.MakeEligible(oid, middleware.RoleUserAdministrator, "/", time.Time{}); err != nil {
 				return err
 			}
-			_, err := s.tenant.ActivateRole(oid, middleware.RoleUserAdministrator, "/", life)
+			_, err := s.srv.ActivateRole(oid, middleware.RoleUserAdministrator, "/", life)
 			return err
 		}},
 		{"time-bound role assignment", time.Hour, middleware.Role(middleware.RoleUserAdministrator), func(s *perfStack, oid string) error {
-			return s.tenant.AssignRole(oid, middleware.RoleUserAdministrator, "/", time.Time{}, end)
+			return s.srv.AssignRole(oid, middleware.RoleUserAdministrator, "/", time.Time{}, end)
 		}},
 		{"PIM-for-Groups membership", time.Hour, middleware.GroupMember(perfGroup), func(s *perfStack, oid string) error {
-			return s.tenant.AssignGroup(perfGroup, oid, graphtest.AccessMember, time.Time{}, end)
+			return s.srv.AssignGroup(perfGroup, oid, graphtest.AccessMember, time.Time{}, end)
 		}},
 	}
 	oid := perfOID(7)
@@ -771,10 +729,10 @@ func TestFreshnessFigures(t *testing.T) {
 	t.Logf("  %-28s %6s %-12s %-18s %-12s %4s", "assignment", "TTL", "endDateTime", "last allowed", "first denied", "lag")
 	for _, e := range ends {
 		s := newPerfStack(t, perfOptions{guard: func(c *middleware.GuardConfig) { c.CacheTTL = e.ttl }})
-		perfMust(t, s.tenant.AddUser(oid, "fresh@contoso.test"))
-		perfMust(t, e.seed(s, oid))
+		must(t, s.srv.AddUser(oid, "fresh@contoso.test"))
+		must(t, e.seed(s, oid))
 		h := s.protect(e.req)
-		req := perfBearer(s.token(t, oid))
+		req := perfBearer(s.token(oid))
 		lastOK, denied := s.pollUntilDenied(t, h, req, perfT0, end.Add(2*e.ttl), end.Add(-time.Nanosecond))
 		lag := denied.Sub(end)
 		t.Logf("  %-28s %6v %-12s %-18s %-12s %4v", e.name, e.ttl, perfClock(end), perfClock(lastOK), perfClock(denied), lag)
@@ -799,18 +757,18 @@ func TestFreshnessFigures(t *testing.T) {
 	t.Logf("  %6s %-15s %-7s %-14s %-14s %8s %s", "TTL", "deactivated at", "Purge", "first denied", "lag", "lag/TTL", "≤ TTL")
 	for _, d := range deacts {
 		s := newPerfStack(t, perfOptions{guard: func(c *middleware.GuardConfig) { c.CacheTTL = d.ttl }})
-		perfMust(t, s.tenant.AddUser(oid, "fresh@contoso.test"))
-		perfMust(t, s.tenant.MakeEligible(oid, middleware.RoleUserAdministrator, "/", time.Time{}))
-		if _, err := s.tenant.ActivateRole(oid, middleware.RoleUserAdministrator, "/", 8*time.Hour); err != nil {
+		must(t, s.srv.AddUser(oid, "fresh@contoso.test"))
+		must(t, s.srv.MakeEligible(oid, middleware.RoleUserAdministrator, "/", time.Time{}))
+		if _, err := s.srv.ActivateRole(oid, middleware.RoleUserAdministrator, "/", 8*time.Hour); err != nil {
 			t.Fatal(err)
 		}
 		h := s.protect(middleware.Role(middleware.RoleUserAdministrator))
-		req := perfBearer(s.token(t, oid))
+		req := perfBearer(s.token(oid))
 		at := perfT0.Add(d.after)
 		if _, denied := s.pollUntilDenied(t, h, req, perfT0, at, time.Time{}); !denied.IsZero() {
 			t.Fatalf("TTL %v: denied at %v before the deactivation", d.ttl, denied)
 		}
-		perfMust(t, s.tenant.DeactivateRole(oid, middleware.RoleUserAdministrator, "/"))
+		must(t, s.srv.DeactivateRole(oid, middleware.RoleUserAdministrator, "/"))
 		if d.purge {
 			s.guard.Purge(graphtest.TenantID, oid)
 		}

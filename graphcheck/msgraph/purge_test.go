@@ -40,7 +40,7 @@ func TestPurgeDuringLookupDoesNotCacheTheRiskReadBefore(t *testing.T) {
 		}
 		t.Run(name, func(t *testing.T) {
 			g := newGate(1, true) // the lookup's only $batch, answered
-			e := newEnv(t, graphtest.Options{}, func(_ *env, c *msgraph.Config) { c.Transport = g })
+			e := newEnv(t, graphtest.Options{}, func(_ *stack, c *msgraph.Config) { c.Transport = g })
 			risky := need(user(alice), graphcheck.NeedRisk)
 
 			first := lookupAsync(e.src, context.Background(), risky)
@@ -76,7 +76,7 @@ func TestPurgeDuringLookupDoesNotCacheTheRiskReadBefore(t *testing.T) {
 // fetch and waited for the pre-purge answer.
 func TestPurgeAllDuringGroupRolesFetch(t *testing.T) {
 	g := newGate(3, true) // 1: alice's $batch, 2: the group list, 3: the groups' role instances
-	e := newEnv(t, graphtest.Options{}, func(_ *env, c *msgraph.Config) { c.Transport = g })
+	e := newEnv(t, graphtest.Options{}, func(_ *stack, c *msgraph.Config) { c.Transport = g })
 	must(t, e.srv.AssignRole(admins, ga, "/", time.Time{}, time.Time{}))
 	must(t, e.srv.AddGroupMember(admins, alice))
 

@@ -14,9 +14,9 @@ package msgraph_test
 // cores.
 
 import (
+	"cmp"
 	"context"
 	"fmt"
-	"log/slog"
 	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
@@ -159,19 +159,29 @@ func TestSoak(t *testing.T) {
 	start := time.Now()
 
 	clock := graphtest.NewClock(t0)
-	sleep := &sleeper{}
 	// One keep-alive pool sized for the workers, shared by the Sources.
 	transport := http.DefaultTransport.(*http.Transport).Clone()
 	transport.MaxIdleConnsPerHost = workers
 	t.Cleanup(transport.CloseIdleConnections)
-	// The tenants are started and seeded concurrently (generating each
-	// tenant's signing key is most of the cost).
-	servers := make([]*graphtest.Server, tenants)
-	sources := make(map[string]*msgraph.Source, tenants)
+	// One stack per tenant, on one clock: a tenant and its Source, without
+	// log records (too many to keep).
+	stacks := make([]*stack, tenants)
 	tenantIDs := make([]string, tenants)
-	for k := range tenantIDs {
-		tenantIDs[k] = fmt.Sprintf("7e000000-0000-4000-8000-%012x", k)
+	sources := make(map[string]*msgraph.Source, tenants)
+	for k := range stacks {
+		id := fmt.Sprintf("7e000000-0000-4000-8000-%012x", k)
+		tenantIDs[k] = id
+		stacks[k] = newStack(t, stackOptions{
+			clock: clock, tenant: graphtest.Options{Tenants: []string{id}},
+			bare: true, anonymous: true, quiet: true, sourceOnly: true,
+			graph: func(_ *stack, c *msgraph.Config) {
+				c.Timeout = time.Minute // a slow -race run is not an outage
+				c.Transport = transport
+			},
+		})
+		sources[id] = stacks[k].src
 	}
+	// The tenants are seeded concurrently.
 	pop := make([]*soakPrincipal, n)
 	var (
 		seedMu  sync.Mutex
@@ -179,45 +189,24 @@ func TestSoak(t *testing.T) {
 		seedWG  sync.WaitGroup
 		slots   = make(chan struct{}, workers)
 	)
-	for k := range tenants {
+	for k, st := range stacks {
 		seedWG.Go(func() {
 			slots <- struct{}{}
 			defer func() { <-slots }()
-			srv := graphtest.NewServer(graphtest.Options{Clock: clock, Tenants: []string{tenantIDs[k]}})
 			var err error
 			for i := k; i < n && err == nil; i += tenants {
-				pop[i], err = soakSeed(srv, tenantIDs[k], i)
+				pop[i], err = soakSeed(st.srv, tenantIDs[k], i)
 			}
-			seedMu.Lock()
-			defer seedMu.Unlock()
-			servers[k] = srv
-			if err != nil && seedErr == nil {
-				seedErr = err
+			if err != nil {
+				seedMu.Lock()
+				defer seedMu.Unlock()
+				seedErr = cmp.Or(seedErr, err)
 			}
 		})
 	}
 	seedWG.Wait()
-	for _, srv := range servers {
-		t.Cleanup(srv.Close)
-	}
 	if seedErr != nil {
 		t.Fatalf("seeding: %v", seedErr)
-	}
-	// One Source per tenant, created one after the other: msgraph.New is
-	// not safe to call concurrently (see TestSoakConcurrentNew).
-	for k, srv := range servers {
-		src, err := msgraph.New(msgraph.Config{
-			BaseURL:              srv.GraphURL(),
-			InsecureNoCredential: true,
-			Now:                  clock.Now,
-			Sleep:                sleep.Sleep,
-			Timeout:              time.Minute, // a slow -race run is not an outage
-			Transport:            transport,
-		})
-		if err != nil {
-			t.Fatalf("msgraph.New: %v", err)
-		}
-		sources[tenantIDs[k]] = src
 	}
 	kinds := map[soakKind]int{}
 	for _, sp := range pop {
@@ -232,16 +221,12 @@ func TestSoak(t *testing.T) {
 	})
 	seeded := time.Since(start)
 
-	guard, err := middleware.NewGuard(middleware.GuardConfig{
-		Source:        route,
-		CacheSize:     cacheSize,
-		Now:           clock.Now,
-		LookupTimeout: time.Minute,
-		Logger:        slog.New(slog.DiscardHandler),
+	// One Guard over every tenant's Source, on their clock.
+	guard := stacks[0].newGuard(t, func(c *middleware.GuardConfig) {
+		c.Source = route
+		c.CacheSize = cacheSize
+		c.LookupTimeout = time.Minute
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
 	var served atomic.Int64
 	h := guard.Require(middleware.Role(ga))(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		served.Add(1)
@@ -340,12 +325,8 @@ func TestSoak(t *testing.T) {
 		}
 	}
 	trips := 0
-	for _, srv := range servers {
-		for _, r := range srv.Requests() {
-			if r.BatchID == "" {
-				trips++
-			}
-		}
+	for _, st := range stacks {
+		trips += st.roundTrips()
 	}
 	switch {
 	case distinct != n:
@@ -355,8 +336,10 @@ func TestSoak(t *testing.T) {
 	case mismatches.Load() != 0:
 		t.Errorf("%d mismatches", mismatches.Load())
 	}
-	if w := sleep.slept(); len(w) != 0 {
-		t.Errorf("the Source waited to retry %d times", len(w))
+	for k, st := range stacks {
+		if w := st.sleep.slept(); len(w) != 0 {
+			t.Errorf("the Source of tenant %s waited to retry %d times", tenantIDs[k], len(w))
+		}
 	}
 	t.Logf("soak: %d principals (%v) in %d tenants, cache %d, %d workers, %d phases: %d requests, %d decisions checked (%d allowed, %d denied), %d mismatches; %d tenant cross-checks; %d Graph round trips; seeding %v, total %v",
 		n, kinds, tenants, cacheSize, workers, len(soakPhases), requests.Load(), allowed.Load()+denied.Load()+mismatches.Load(),
@@ -365,23 +348,18 @@ func TestSoak(t *testing.T) {
 
 // msgraph.New may be called from several goroutines, e.g. by a
 // multi-tenant service that creates one Source per tenant on demand. Under
-// -race this FAILS: every NewGraphServiceClient call (source.go, New,
-// outside the sdkInit sync.Once, which covers only the first client) goes
-// through kiota-http-go's NetHttpRequestAdapter.EnableBackingStore, which
-// assigns the package global store.BackingStoreFactoryInstance without
-// synchronisation, while NewGraphServiceClient reads it. Without -race it
-// passes. (New concurrent with Lookups of an existing Source is race-free.)
+// -race this failed until New serialised its calls (newMu, source.go):
+// every NewGraphServiceClient call goes through kiota-http-go's
+// NetHttpRequestAdapter.EnableBackingStore, which assigns the package
+// global store.BackingStoreFactoryInstance without synchronisation, while
+// NewGraphServiceClient reads it. (New concurrent with Lookups of an
+// existing Source is race-free.)
 func TestSoakConcurrentNew(t *testing.T) {
-	tenant := graphtest.NewServer(graphtest.Options{Clock: graphtest.NewClock(t0)})
-	t.Cleanup(tenant.Close)
-	cfg := msgraph.Config{BaseURL: tenant.GraphURL(), InsecureNoCredential: true, Now: tenant.Clock().Now}
-	if _, err := msgraph.New(cfg); err != nil { // the first client, made inside sdkInit
-		t.Fatal(err)
-	}
+	s := newStack(t, stackOptions{bare: true, anonymous: true, sourceOnly: true}) // the first client
 	var wg sync.WaitGroup
 	for range 4 {
 		wg.Go(func() {
-			if _, err := msgraph.New(cfg); err != nil {
+			if _, err := msgraph.New(s.cfg); err != nil {
 				t.Error(err)
 			}
 		})

@@ -23,7 +23,7 @@ import (
 
 // telemetryEnv is an env whose Source reports to a manual metric reader
 // and a span recorder.
-func telemetryEnv(t *testing.T) (*env, *sdkmetric.ManualReader, *tracetest.SpanRecorder) {
+func telemetryEnv(t *testing.T) (*stack, *sdkmetric.ManualReader, *tracetest.SpanRecorder) {
 	t.Helper()
 	reader := sdkmetric.NewManualReader()
 	mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader))
@@ -33,7 +33,7 @@ func telemetryEnv(t *testing.T) (*env, *sdkmetric.ManualReader, *tracetest.SpanR
 		_ = mp.Shutdown(context.Background())
 		_ = tp.Shutdown(context.Background())
 	})
-	e := newEnv(t, graphtest.Options{}, func(_ *env, c *msgraph.Config) {
+	e := newEnv(t, graphtest.Options{}, func(_ *stack, c *msgraph.Config) {
 		c.MeterProvider, c.TracerProvider = mp, tp
 	})
 	return e, reader, spans
@@ -261,7 +261,7 @@ func TestTelemetryErrorClasses(t *testing.T) {
 			reader := sdkmetric.NewManualReader()
 			mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader))
 			t.Cleanup(func() { _ = mp.Shutdown(context.Background()) })
-			e := newEnv(t, graphtest.Options{}, func(_ *env, c *msgraph.Config) {
+			e := newEnv(t, graphtest.Options{}, func(_ *stack, c *msgraph.Config) {
 				c.MeterProvider = mp
 				if tt.cfg != nil {
 					tt.cfg(c)
@@ -284,7 +284,7 @@ func TestTelemetryCanceled(t *testing.T) {
 	reader := sdkmetric.NewManualReader()
 	mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader))
 	t.Cleanup(func() { _ = mp.Shutdown(context.Background()) })
-	e := newEnv(t, graphtest.Options{}, func(_ *env, c *msgraph.Config) { c.MeterProvider = mp })
+	e := newEnv(t, graphtest.Options{}, func(_ *stack, c *msgraph.Config) { c.MeterProvider = mp })
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
 	if _, err := e.src.Lookup(ctx, user(alice)); err == nil {

@@ -404,7 +404,6 @@ func (a *Authenticator) verifyJWS(ctx context.Context, raw string) (*Principal, 
 		return nil, err
 	}
 	key := tokenKey(raw)
-	// An expired token is a miss: verifying it afresh rejects it.
 	now := a.cfg.Now()
 	if e, ok := a.cache.get(key, now); ok {
 		if e.keys.has(ctx, e.kid, now) {
@@ -412,6 +411,8 @@ func (a *Authenticator) verifyJWS(ctx context.Context, raw string) (*Principal, 
 		}
 		// The signing key left the JWKS: verify afresh, which now fails.
 		a.cache.remove(key)
+	} else if e, ok := a.cache.expired(key, now); ok {
+		return nil, fmt.Errorf("%w: expired at %s", ErrTokenExpired, e.principal.ExpiresAt.UTC().Format(time.RFC3339))
 	}
 	e, err := a.verify(ctx, raw)
 	if err != nil {

@@ -2,6 +2,7 @@ package middleware
 
 import (
 	"context"
+	"errors"
 	"strings"
 	"testing"
 	"time"
@@ -121,12 +122,44 @@ func TestTokenCacheExpiry(t *testing.T) {
 		hit  bool
 	}{
 		{"before notAfter", notAfter.Add(-time.Second), true},
+		{"at notAfter", notAfter, true},
 		{"after notAfter", notAfter.Add(time.Second), false},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			if _, ok := c.get(k, tt.now); ok != tt.hit {
 				t.Errorf("get = %v, want %v", ok, tt.hit)
 			}
+			if _, ok := c.expired(k, tt.now); ok == tt.hit {
+				t.Errorf("expired = %v, want %v", ok, !tt.hit)
+			}
 		})
+	}
+}
+
+// TestExpiredCachedTokenIsNotVerifiedAgain checks that a token verified
+// once and presented again after it expired is refused from the cache, not
+// by a second signature verification (≈ 30 allocations and an RSA check).
+func TestExpiredCachedTokenIsNotVerifiedAgain(t *testing.T) {
+	clock := graphtest.NewClock(time.Date(2026, 11, 25, 10, 0, 0, 0, time.UTC))
+	tenant := graphtest.NewServer(graphtest.Options{Clock: clock})
+	t.Cleanup(tenant.Close)
+	a, err := NewAuthenticator(context.Background(), AuthenticatorConfig{
+		Tenants: []string{graphtest.TenantID}, Audiences: []string{graphtest.APIClientID}, Authority: tenant.URL, Now: clock.Now,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok := tenant.MustMint(graphtest.Token{ObjectID: "4d5e6f70-8192-4a3b-8c4d-5e6f70819203"})
+	if _, err := a.Verify(context.Background(), tok); err != nil {
+		t.Fatal(err)
+	}
+	clock.Advance(graphtest.DefaultTokenLifetime + DefaultClockSkew + time.Second)
+	allocs := testing.AllocsPerRun(20, func() {
+		if _, err := a.Verify(context.Background(), tok); !errors.Is(err, ErrTokenExpired) {
+			t.Fatalf("Verify after expiry: %v, want ErrTokenExpired", err)
+		}
+	})
+	if allocs > 10 {
+		t.Errorf("refusing an expired cached token took %.0f allocations: it was verified again", allocs)
 	}
 }

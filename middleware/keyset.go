@@ -65,7 +65,6 @@ type keySet struct {
 	revalidating atomic.Bool
 	// background counts background refreshes, for tests to wait on.
 	background sync.WaitGroup
-	fetches    atomic.Int64
 }
 
 type keySnapshot struct {
@@ -287,7 +286,6 @@ func (k *keySet) tryFetch(ctx context.Context) error {
 // key types, private keys) are skipped, not fatal: one odd key must not make
 // every token unverifiable.
 func (k *keySet) fetch(ctx context.Context) error {
-	k.fetches.Add(1)
 	body, err := getDocument(ctx, k.client, k.url)
 	if err != nil {
 		return fmt.Errorf("fetching JWKS: %w", err)

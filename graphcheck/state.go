@@ -164,21 +164,15 @@ func (g *GroupMembership) is(groupID, accessID string) bool {
 }
 
 // windowed is an assignment with a time window: RoleAssignment and
-// GroupMembership, through their embedded Window.
+// GroupMembership, through the window method of their embedded Window.
 type windowed interface {
 	RoleAssignment | GroupMembership
+	window() Window
 }
 
-// window returns the embedded Window of a windowed assignment.
-func window[T windowed](a *T) Window {
-	switch a := any(a).(type) {
-	case *RoleAssignment:
-		return a.Window
-	case *GroupMembership:
-		return a.Window
-	}
-	panic("unreachable")
-}
+// window returns w itself; embedded, it gives the generic helpers below the
+// window of a RoleAssignment or a GroupMembership.
+func (w Window) window() Window { return w }
 
 // longestActive returns the item matching match that is active at now and
 // lasts longest.
@@ -187,11 +181,11 @@ func longestActive[T windowed](items []T, now time.Time, match func(*T) bool) (T
 	found := false
 	for i := range items {
 		a := &items[i]
-		w := window(a)
+		w := (*a).window()
 		if !match(a) || !w.ActiveAt(now) {
 			continue
 		}
-		if !found || lastsLonger(w, window(&best)) {
+		if !found || lastsLonger(w, best.window()) {
 			best, found = *a, true
 		}
 	}
@@ -204,7 +198,7 @@ func lastEnded[T windowed](items []T, now time.Time, match func(*T) bool) (time.
 	var last time.Time
 	for i := range items {
 		a := &items[i]
-		if w := window(a); match(a) && !w.End.IsZero() && !now.Before(w.End) && w.End.After(last) {
+		if w := (*a).window(); match(a) && !w.End.IsZero() && !now.Before(w.End) && w.End.After(last) {
 			last = w.End
 		}
 	}
@@ -215,7 +209,7 @@ func lastEnded[T windowed](items []T, now time.Time, match func(*T) bool) (time.
 func activeAt[T windowed](items []T, now time.Time) []T {
 	var out []T
 	for i := range items {
-		if window(&items[i]).ActiveAt(now) {
+		if items[i].window().ActiveAt(now) {
 			out = append(out, items[i])
 		}
 	}

@@ -193,11 +193,9 @@ type GuardConfig struct {
 // [GuardConfig.Now] against the principal's cached state, so an assignment
 // stops counting at its end time even while its state is cached.
 type Guard struct {
-	cfg      GuardConfig
-	cache    *cache.Cache[string, *lookupResult]
-	metrics  guardMetrics
-	denyLvl  slog.Leveler
-	allowLvl slog.Leveler
+	cfg     GuardConfig
+	cache   *cache.Cache[string, *lookupResult]
+	metrics guardMetrics
 }
 
 // lookupResult is a cached answer of the Source: a state, or the definite
@@ -249,7 +247,7 @@ func NewGuard(cfg GuardConfig) (*Guard, error) {
 	if cfg.ErrorWriter == nil {
 		cfg.ErrorWriter = WriteRejection
 	}
-	g := &Guard{cfg: cfg, denyLvl: cfg.DenialLogLevel, allowLvl: cfg.AllowLogLevel}
+	g := &Guard{cfg: cfg}
 	c, err := cache.New(cache.Config{
 		Size: cfg.CacheSize, TTL: cfg.CacheTTL, NegativeTTL: cfg.NegativeTTL,
 		MaxStale: cfg.MaxStale, LoadTimeout: cfg.LookupTimeout, Now: cfg.Now,
@@ -365,7 +363,7 @@ func (g *Guard) serve(w http.ResponseWriter, r *http.Request, next http.Handler,
 	}
 	if state != nil {
 		if err := g.cfg.AccountChecks.check(p, state); err != nil {
-			d.outcome, d.level = "deny", g.denyLvl.Level()
+			d.outcome, d.level = "deny", g.cfg.DenialLogLevel.Level()
 			if errors.Is(err, ErrPIMUnavailable) {
 				// A fact the checks need is missing: undecided, not denied.
 				d.outcome, d.level = "error", slog.LevelWarn
@@ -377,12 +375,12 @@ func (g *Guard) serve(w http.ResponseWriter, r *http.Request, next http.Handler,
 	}
 	e := evaluation{state: state, principal: p, now: g.cfg.Now(), tokenAndLive: g.cfg.ClaimsPolicy == PolicyTokenAndLive}
 	if !ru.req.eval(&e) {
-		d.outcome, d.level = "deny", g.denyLvl.Level()
+		d.outcome, d.level = "deny", g.cfg.DenialLogLevel.Level()
 		d.rej = g.denial(ru, e.failures)
 		g.finish(w, r, &d)
 		return
 	}
-	d.outcome, d.level = "allow", g.allowLvl.Level()
+	d.outcome, d.level = "allow", g.cfg.AllowLogLevel.Level()
 	g.finish(w, r, &d)
 	if state != nil {
 		r = r.WithContext(ContextWithLiveState(ctx, state))
@@ -412,7 +410,7 @@ func (g *Guard) lookup(ctx context.Context, p *Principal, d *decision) (*graphch
 		case errors.Is(err, graphcheck.ErrPermissionDenied), errors.Is(err, graphcheck.ErrLicenseRequired):
 			d.level = slog.LevelError
 		case ctx.Err() != nil:
-			d.level = g.denyLvl.Level() // the client gave up; nothing is wrong with Graph
+			d.level = g.cfg.DenialLogLevel.Level() // the client gave up; nothing is wrong with Graph
 		}
 		return nil, fmt.Errorf("%w: %w", ErrPIMUnavailable, err)
 	}
@@ -426,7 +424,7 @@ func (g *Guard) lookup(ctx context.Context, p *Principal, d *decision) (*graphch
 		d.attrs = append(d.attrs, slog.Any("refresh_error", info.LoadErr))
 	}
 	if v.notFound != nil {
-		d.outcome, d.level = "deny", g.denyLvl.Level()
+		d.outcome, d.level = "deny", g.cfg.DenialLogLevel.Level()
 		if g.cfg.AccountChecks&CheckAccountEnabled != 0 {
 			return nil, fmt.Errorf("%w: %w", ErrAccountDeleted, v.notFound)
 		}

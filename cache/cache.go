@@ -99,9 +99,13 @@ const (
 	// Stale: the load failed and an expired value within [Config.MaxStale]
 	// was returned instead.
 	Stale
+	// FromShared: a value another process loaded, read from the [Shared]
+	// tier by a Get that missed locally.
+	FromShared
 )
 
-// String returns "hit", "loaded", "stale", or "none" for the zero Source.
+// String returns "hit", "loaded", "stale", "shared", or "none" for the zero
+// Source.
 func (s Source) String() string {
 	switch s {
 	case Hit:
@@ -110,6 +114,8 @@ func (s Source) String() string {
 		return "loaded"
 	case Stale:
 		return "stale"
+	case FromShared:
+		return "shared"
 	case 0:
 		return "none"
 	}
@@ -144,15 +150,19 @@ type Stats struct {
 	LoadErrors  uint64 // loads that returned an error or panicked
 	StaleServed uint64 // Gets answered with a Stale value
 	Evictions   uint64 // entries dropped to make room (not purges)
+	SharedHits  uint64 // loads answered by the Shared tier without calling the LoadFunc
 }
 
 // Cache is a size-bounded, short-TTL, read-through cache: a [Store] of
-// loaded values with a [Flight] of loads. Create one with [New]; a Cache is
-// safe for concurrent use and needs no Close: it starts no goroutine except
-// one per running load, which ends with the load.
+// loaded values with a [Flight] of loads, and optionally a [Shared] tier
+// between the two. Create one with [New] or [NewShared]; a Cache is safe for
+// concurrent use and needs no Close: it starts no goroutine except one per
+// running load, which ends with the load.
 type Cache[K ~string, V any] struct {
 	store       *Store[K, *entry[V]]
 	flight      Flight[*entry[V]]
+	shared      Shared     // nil without a shared tier
+	codec       Codec[V]   // set with shared
 	counters    []counters // per shard of store
 	load        LoadFunc[K, V]
 	now         func() time.Time
@@ -165,7 +175,7 @@ type Cache[K ~string, V any] struct {
 // counters are kept per shard, so that hits on different shards do not
 // contend on one cache line.
 type counters struct {
-	hits, misses, loads, loadErrors, staleServed atomic.Uint64
+	hits, misses, loads, loadErrors, staleServed, sharedHits atomic.Uint64
 
 	_ [64]byte // keep neighbouring shards' hot counters off this cache line
 }
@@ -177,11 +187,26 @@ type entry[V any] struct {
 	expires    time.Time // fresh while now is before expires
 	staleUntil time.Time // servable as Stale while now is before staleUntil
 	loadTime   time.Duration
+	fromShared bool // read from the Shared tier, loaded by another process
 }
 
 // New returns an empty cache that calls load on misses. It returns an error
 // wrapping [ErrInvalidConfig] when load is nil or a field of cfg is negative.
 func New[K ~string, V any](cfg Config, load LoadFunc[K, V]) (*Cache[K, V], error) {
+	return NewShared(cfg, load, nil, nil)
+}
+
+// NewShared is [New] with a [Shared] tier: a local miss reads the tier
+// before calling load, coalesced with the other processes sharing it, and
+// stores what load returns there, encoded by codec, for the others. Purges
+// go to the tier too ([Cache.Purge]), and the Cache drops its local copies
+// of the keys the tier says were invalidated, for as long as shared lives
+// (the subscription keeps the Cache reachable). A nil shared makes it [New];
+// a shared without a codec is an error wrapping [ErrInvalidConfig].
+func NewShared[K ~string, V any](cfg Config, load LoadFunc[K, V], shared Shared, codec Codec[V]) (*Cache[K, V], error) {
+	if shared != nil && codec == nil {
+		return nil, fmt.Errorf("%w: a Shared tier without a Codec", ErrInvalidConfig)
+	}
 	if load == nil {
 		return nil, fmt.Errorf("%w: nil LoadFunc", ErrInvalidConfig)
 	}
@@ -218,7 +243,25 @@ func New[K ~string, V any](cfg Config, load LoadFunc[K, V]) (*Cache[K, V], error
 	if c.now == nil {
 		c.now = time.Now
 	}
+	if shared != nil {
+		c.shared, c.codec = shared, codec
+		shared.Subscribe(c.invalidated)
+	}
 	return c, nil
+}
+
+// invalidated drops the local copies of keys another process (or this one)
+// invalidated in the shared tier; nil keys mean all of them.
+func (c *Cache[K, V]) invalidated(keys []string) {
+	if keys == nil {
+		c.store.PurgeAll()
+		c.flight.ForgetAll()
+		return
+	}
+	for _, k := range keys {
+		c.store.Purge(K(k))
+		c.flight.Forget(k)
+	}
 }
 
 // Get returns the value for key: from the cache while it is fresh, otherwise
@@ -258,7 +301,11 @@ func (c *Cache[K, V]) miss(ctx context.Context, sh *storeShard[K, *entry[V]], n 
 		return c.loadAndStore(lctx, sh, n, key)
 	})
 	if err == nil {
-		return e.value, Info{Source: Loaded, Expires: e.expires, LoadTime: e.loadTime, Shared: !started}, nil
+		src := Loaded
+		if e.fromShared {
+			src = FromShared
+		}
+		return e.value, Info{Source: src, Expires: e.expires, LoadTime: e.loadTime, Shared: !started}, nil
 	}
 	if cerr := ctx.Err(); cerr != nil && err == cerr {
 		return zero, Info{}, err // this caller gave up; the load goes on
@@ -277,6 +324,39 @@ func (c *Cache[K, V]) miss(ctx context.Context, sh *storeShard[K, *entry[V]], n 
 // the detached context the flight bounds with LoadTimeout.
 func (c *Cache[K, V]) loadAndStore(ctx context.Context, sh *storeShard[K, *entry[V]], n *counters, key K) (*entry[V], error) {
 	gen := sh.gen.Load()
+	var (
+		e   *entry[V]
+		err error
+	)
+	if c.shared != nil {
+		e, err = c.fetchShared(ctx, n, key)
+	} else {
+		e, err = c.loadEntry(ctx, n, key)
+	}
+	if err != nil {
+		return nil, err
+	}
+	end := c.now()
+	e.staleUntil = e.expires.Add(c.maxStale)
+	// An entry that is neither fresh nor servable as stale is useless; it
+	// still replaces the previous one, which is older news.
+	keep := end.Before(e.expires) || (c.maxStale > 0 && end.Before(e.staleUntil))
+
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	switch {
+	case sh.gen.Load() != gen: // purged while loading: answer the waiters, store nothing
+	case keep:
+		sh.add(key, e, e.staleUntil)
+	default:
+		sh.lru.Remove(key)
+	}
+	return e, nil
+}
+
+// loadEntry calls the LoadFunc and makes its result an entry, fresh from
+// the load's start for TTL (NegativeTTL) or until its NotAfter.
+func (c *Cache[K, V]) loadEntry(ctx context.Context, n *counters, key K) (*entry[V], error) {
 	n.loads.Add(1)
 	start := c.now()
 	res, err := c.callLoad(ctx, key)
@@ -293,21 +373,45 @@ func (c *Cache[K, V]) loadAndStore(ctx context.Context, sh *storeShard[K, *entry
 	if !res.NotAfter.IsZero() && res.NotAfter.Before(e.expires) {
 		e.expires = res.NotAfter
 	}
-	e.staleUntil = e.expires.Add(c.maxStale)
-	// An entry that is neither fresh nor servable as stale is useless; it
-	// still replaces the previous one, which is older news.
-	keep := end.Before(e.expires) || (c.maxStale > 0 && end.Before(e.staleUntil))
-
-	sh.mu.Lock()
-	defer sh.mu.Unlock()
-	switch {
-	case sh.gen.Load() != gen: // purged while loading: answer the waiters, store nothing
-	case keep:
-		sh.add(key, e, e.staleUntil)
-	default:
-		sh.lru.Remove(key)
-	}
 	return e, nil
+}
+
+// fetchShared reads key from the shared tier, which calls loadEntry (here
+// or in another process) when it holds no fresh entry. An entry that is
+// expired on this Cache's clock, or that the codec cannot read (another
+// version of the program wrote it), is loaded here instead, as if the tier
+// were down.
+func (c *Cache[K, V]) fetchShared(ctx context.Context, n *counters, key K) (*entry[V], error) {
+	start := c.now()
+	var loaded *entry[V]
+	se, filled, err := c.shared.Fetch(ctx, string(key), func(ctx context.Context) (SharedEntry, error) {
+		e, err := c.loadEntry(ctx, n, key)
+		if err != nil {
+			return SharedEntry{}, err
+		}
+		data, err := c.codec.Encode(e.value)
+		if err != nil {
+			return SharedEntry{}, fmt.Errorf("cache: encoding for the shared tier: %w", err)
+		}
+		loaded = e
+		return SharedEntry{Data: data, Expires: e.expires}, nil
+	})
+	switch {
+	case err != nil:
+		return nil, err
+	case filled && loaded != nil:
+		return loaded, nil
+	}
+	if !c.now().Before(se.Expires) {
+		// Expired on this Cache's clock (the writer's ran ahead): load.
+		return c.loadEntry(ctx, n, key)
+	}
+	v, err := c.codec.Decode(se.Data)
+	if err != nil {
+		return c.loadEntry(ctx, n, key)
+	}
+	n.sharedHits.Add(1)
+	return &entry[V]{value: v, expires: se.Expires, loadTime: c.now().Sub(start), fromShared: true}, nil
 }
 
 func (c *Cache[K, V]) callLoad(ctx context.Context, key K) (res Result[V], err error) {
@@ -347,9 +451,16 @@ func (c *Cache[K, V]) stale(sh *storeShard[K, *entry[V]], n *counters, key K) (V
 // Gets that start after Purge returns do not join it. Loads of other keys in
 // the same shard that are running at that moment are not stored either,
 // which costs one extra load at worst. Purge is safe for concurrent use.
+//
+// With a [Shared] tier, Purge also invalidates key there, for every process;
+// the tier reports (and counts) a failure to reach it, after which the
+// other processes keep their copies until these expire.
 func (c *Cache[K, V]) Purge(key K) {
 	c.store.Purge(key)
 	c.flight.Forget(string(key))
+	if c.shared != nil {
+		_ = c.shared.Invalidate(context.Background(), string(key))
+	}
 }
 
 // PurgeAll removes every entry and, like [Cache.Purge], keeps loads running
@@ -360,6 +471,9 @@ func (c *Cache[K, V]) Purge(key K) {
 func (c *Cache[K, V]) PurgeAll() {
 	c.store.PurgeAll()
 	c.flight.ForgetAll()
+	if c.shared != nil {
+		_ = c.shared.InvalidateAll(context.Background())
+	}
 }
 
 // Len returns the number of entries, including expired ones that have not
@@ -379,6 +493,7 @@ func (c *Cache[K, V]) Stats() Stats {
 		st.Loads += n.loads.Load()
 		st.LoadErrors += n.loadErrors.Load()
 		st.StaleServed += n.staleServed.Load()
+		st.SharedHits += n.sharedHits.Load()
 	}
 	return st
 }

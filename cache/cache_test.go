@@ -658,7 +658,7 @@ func TestNoGoroutineOutlivesUse(t *testing.T) {
 }
 
 func TestSourceString(t *testing.T) {
-	for src, want := range map[cache.Source]string{0: "none", cache.Hit: "hit", cache.Loaded: "loaded", cache.Stale: "stale", 9: "Source(9)"} {
+	for src, want := range map[cache.Source]string{0: "none", cache.Hit: "hit", cache.Loaded: "loaded", cache.Stale: "stale", cache.FromShared: "shared", 9: "Source(9)"} {
 		if got := src.String(); got != want {
 			t.Errorf("Source(%d).String() = %q, want %q", uint8(src), got, want)
 		}

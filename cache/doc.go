@@ -40,6 +40,18 @@
 // callers waiting for it, but its result is not stored, and callers arriving
 // after the purge start a new load instead of joining the old one.
 //
+// # Several processes
+//
+// [NewShared] adds a [Shared] tier between the local store and the loader,
+// for the replicas of one deployment (redisstore provides one on
+// Redis): a local miss reads the tier, which runs one load for the whole
+// fleet and keeps its result, encoded by a [Codec], until the expiry the
+// loading process computed; every process then serves that value, from
+// its own memory, until the same instant. [Cache.Purge] and
+// [Cache.PurgeAll] also invalidate the tier, which tells every process to
+// drop its copy. Hits never touch the tier. When the tier is down, each
+// process loads on its own, as without it.
+//
 // # Performance
 //
 // A Cache is a [Store] of loaded values: a size-bounded LRU whose entries

@@ -110,8 +110,9 @@
 //     error) and code (the rejection code above, "" for allow), counted
 //     once per request without allocating;
 //   - pimguard.cache.hits, pimguard.cache.misses, pimguard.cache.loads,
-//     pimguard.cache.load_errors, pimguard.cache.stale_served and
-//     pimguard.cache.evictions, counters, and pimguard.cache.size, a gauge,
+//     pimguard.cache.load_errors, pimguard.cache.stale_served,
+//     pimguard.cache.evictions and pimguard.cache.shared_hits (fleet mode,
+//     [GuardConfig.Shared]), counters, and pimguard.cache.size, a gauge,
 //     read from the state cache by one callback when metrics are collected,
 //     so they cost a request nothing.
 //

@@ -116,6 +116,19 @@ type GuardConfig struct {
 	// found" is remembered.
 	NegativeTTL time.Duration
 
+	// Shared, when set, makes the Guards of several replicas act as one
+	// (fleet mode; redisstore provides it on Redis): a state looked
+	// up by any replica serves all of them until the expiry its lookup
+	// gave it, concurrent misses on several replicas make one Source
+	// lookup between them, and Purge and PurgeAll reach every replica. The
+	// warm path stays in this process: a state read once is served from
+	// the local cache, which the tier invalidates. When the tier cannot be
+	// reached, the Guard works as if it were nil (each replica looks up on
+	// its own) until it is back. Decisions are made on every replica, per
+	// request, at Now, exactly as without it. Default nil: this replica
+	// alone.
+	Shared cache.Shared
+
 	// MaxStale enables stale-if-error: when a refresh fails, a state that
 	// expired less than MaxStale ago still decides, marked "stale" in the
 	// decision log. Its assignments still end at their end times (a stale
@@ -248,14 +261,17 @@ func NewGuard(cfg GuardConfig) (*Guard, error) {
 		cfg.ErrorWriter = WriteRejection
 	}
 	g := &Guard{cfg: cfg}
-	c, err := cache.New(cache.Config{
+	c, err := cache.NewShared(cache.Config{
 		Size: cfg.CacheSize, TTL: cfg.CacheTTL, NegativeTTL: cfg.NegativeTTL,
 		MaxStale: cfg.MaxStale, LoadTimeout: cfg.LookupTimeout, Now: cfg.Now,
-	}, g.load)
+	}, g.load, cfg.Shared, cache.Codec[*lookupResult](stateCodec{}))
 	if err != nil {
 		return nil, fmt.Errorf("middleware: GuardConfig: %w", err)
 	}
 	g.cache = c
+	if cfg.Shared != nil {
+		cfg.Shared.Subscribe(g.sharedInvalidated)
+	}
 	if g.metrics, err = newGuardMetrics(cfg.MeterProvider, c, g); err != nil {
 		return nil, err
 	}
@@ -324,10 +340,11 @@ func (g *Guard) middleware(r Requirement) func(http.Handler) http.Handler {
 
 // State sources named in decision records.
 const (
-	stateNone  = "none"  // not needed, or not obtained
-	stateCache = "cache" // a fresh cache entry
-	stateGraph = "graph" // a Source lookup made or joined by this request
-	stateStale = "stale" // an expired entry standing in for a failed lookup
+	stateNone  = "none"   // not needed, or not obtained
+	stateCache = "cache"  // a fresh cache entry
+	stateGraph = "graph"  // a Source lookup made or joined by this request
+	stateStale = "stale"  // an expired entry standing in for a failed lookup
+	stateFleet = "shared" // a state another replica looked up (GuardConfig.Shared)
 )
 
 // decision is what one request's decision record says.
@@ -419,6 +436,15 @@ func (g *Guard) lookup(ctx context.Context, p *Principal, d *decision) (*graphch
 		d.source = stateCache
 	case cache.Loaded:
 		d.source = stateGraph
+	case cache.FromShared:
+		d.source = stateFleet
+		// The tier verified that a holder of the fleet key wrote this
+		// entry for this key; check the principal anyway, as load checks
+		// what the Source returns.
+		if s := v.state; s != nil && (!strings.EqualFold(s.ObjectID, p.ObjectID) || !strings.EqualFold(s.TenantID, p.TenantID)) {
+			d.outcome, d.level = "error", slog.LevelError
+			return nil, fmt.Errorf("%w: the shared tier returned the state of %s/%s for %s/%s", ErrPIMUnavailable, s.TenantID, s.ObjectID, p.TenantID, p.ObjectID)
+		}
 	case cache.Stale:
 		d.source = stateStale
 		d.attrs = append(d.attrs, slog.Any("refresh_error", info.LoadErr))

@@ -102,6 +102,7 @@ func newGuardMetrics(mp metric.MeterProvider, c *cache.Cache[string, *lookupResu
 		{"pimguard.cache.load_errors", "{lookup}", "Source lookups that failed.", func(s cache.Stats) uint64 { return s.LoadErrors }},
 		{"pimguard.cache.stale_served", "{request}", "Requests decided on an expired state because its refresh failed (GuardConfig.MaxStale).", func(s cache.Stats) uint64 { return s.StaleServed }},
 		{"pimguard.cache.evictions", "{entry}", "States evicted to make room (not purges).", func(s cache.Stats) uint64 { return s.Evictions }},
+		{"pimguard.cache.shared_hits", "{lookup}", "Misses answered by the shared tier (GuardConfig.Shared) with a state another replica looked up.", func(s cache.Stats) uint64 { return s.SharedHits }},
 	}
 	insts := make([]metric.Int64Observable, len(counters))
 	for i, ct := range counters {

@@ -135,6 +135,7 @@ func TestGuardMetrics(t *testing.T) {
 		"pimguard.cache.load_errors":  {kind: "counter", unit: "{lookup}", points: map[string]int64{"": 2}},
 		"pimguard.cache.stale_served": {kind: "counter", unit: "{request}", points: map[string]int64{"": 1}},
 		"pimguard.cache.evictions":    {kind: "counter", unit: "{entry}", points: map[string]int64{"": 1}},
+		"pimguard.cache.shared_hits":  {kind: "counter", unit: "{lookup}", points: map[string]int64{"": 0}},
 		"pimguard.cache.size":         {kind: "gauge", unit: "{entry}", points: map[string]int64{"": 1}},
 	}
 	got := collect(t, reader)

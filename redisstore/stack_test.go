@@ -11,10 +11,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/pimguard/pimguard/redisstore"
 	"github.com/pimguard/pimguard/graphcheck"
 	"github.com/pimguard/pimguard/internal/redistest"
 	"github.com/pimguard/pimguard/middleware"
+	"github.com/pimguard/pimguard/redisstore"
 )
 
 // The one test stack of this package: a real redis-server, a fake Source

@@ -11,9 +11,9 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/pimguard/pimguard/cache"
-	"github.com/pimguard/pimguard/redisstore"
 	"github.com/pimguard/pimguard/graphcheck"
 	"github.com/pimguard/pimguard/internal/redistest"
+	"github.com/pimguard/pimguard/redisstore"
 )
 
 func TestNewRefusesBadConfig(t *testing.T) {

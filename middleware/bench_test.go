@@ -5,13 +5,13 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
-	"runtime"
 	"testing"
 	"time"
 
 	"github.com/coreos/go-oidc/v3/oidc"
 
 	"github.com/pimguard/pimguard/graphcheck/graphtest"
+	"github.com/pimguard/pimguard/internal/measure"
 	"github.com/pimguard/pimguard/middleware"
 )
 
@@ -139,45 +139,19 @@ func BenchmarkAuthenticateOverhead(b *testing.B) {
 	req, bare, goOIDC, pg, done := benchSetup(b, 0)
 	defer done()
 	for b.Loop() {
-		mb, mo, mp := measure(bare, req), measure(goOIDC, req), measure(pg, req)
-		b.ReportMetric(mp.ns-mb.ns, "added-ns/op")
-		b.ReportMetric(mp.allocs-mb.allocs, "added-allocs/op")
-		b.ReportMetric(mp.bytes-mb.bytes, "added-B/op")
-		b.ReportMetric(mp.ns/mo.ns, "x-go-oidc")
-		b.ReportMetric(mo.ns, "go-oidc-ns/op")
-		b.ReportMetric(mo.allocs, "go-oidc-allocs/op")
+		mb, mo, mp := timeHandler(bare, req), timeHandler(goOIDC, req), timeHandler(pg, req)
+		b.ReportMetric(mp.NS-mb.NS, "added-ns/op")
+		b.ReportMetric(mp.Allocs-mb.Allocs, "added-allocs/op")
+		b.ReportMetric(mp.Bytes-mb.Bytes, "added-B/op")
+		b.ReportMetric(mp.NS/mo.NS, "x-go-oidc")
+		b.ReportMetric(mo.NS, "go-oidc-ns/op")
+		b.ReportMetric(mo.Allocs, "go-oidc-allocs/op")
 		b.ReportMetric(float64(len(req.Header.Get("Authorization"))-len("Bearer ")), "token-bytes")
 	}
 }
 
-type measurement struct{ ns, allocs, bytes float64 }
-
-// measure runs h on req for at least 300ms and returns per-request averages.
-func measure(h http.Handler, req *http.Request) measurement {
+// timeHandler runs h on req for at least 300ms and returns per-request averages.
+func timeHandler(h http.Handler, req *http.Request) measure.Measurement {
 	w := &discardWriter{h: http.Header{}}
-	return measureFor(300*time.Millisecond, func(int) { h.ServeHTTP(w, req) })
-}
-
-// measureFor calls f(0), f(1), … for at least d and returns per-call
-// averages.
-func measureFor(d time.Duration, f func(i int)) measurement {
-	for n := 1; ; n *= 2 {
-		var m0, m1 runtime.MemStats
-		runtime.GC()
-		runtime.ReadMemStats(&m0)
-		start := time.Now()
-		for i := range n {
-			f(i)
-		}
-		elapsed := time.Since(start)
-		runtime.ReadMemStats(&m1)
-		if elapsed >= d {
-			f := float64(n)
-			return measurement{
-				ns:     float64(elapsed.Nanoseconds()) / f,
-				allocs: float64(m1.Mallocs-m0.Mallocs) / f,
-				bytes:  float64(m1.TotalAlloc-m0.TotalAlloc) / f,
-			}
-		}
-	}
+	return measure.For(300*time.Millisecond, func(int) { h.ServeHTTP(w, req) })
 }

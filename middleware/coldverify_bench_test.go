@@ -16,6 +16,7 @@ import (
 	"github.com/coreos/go-oidc/v3/oidc"
 
 	"github.com/pimguard/pimguard/graphcheck/graphtest"
+	"github.com/pimguard/pimguard/internal/measure"
 	"github.com/pimguard/pimguard/middleware"
 )
 
@@ -176,8 +177,8 @@ func (e *coldEnv) paths() []*coldPath {
 // machine, is an outlier the median ignores.
 func run(paths []*coldPath, d time.Duration) map[string]float64 {
 	for _, p := range paths {
-		m := measureFor(20*time.Millisecond, func(int) { p.f() })
-		p.batch = max(1, int(float64(coldTurn)/m.ns))
+		m := measure.For(20*time.Millisecond, func(int) { p.f() })
+		p.batch = max(1, int(float64(coldTurn)/m.NS))
 		p.turns = p.turns[:0]
 	}
 	for range int(d / coldTurn / time.Duration(len(paths))) {
@@ -234,7 +235,7 @@ func BenchmarkColdVerify(b *testing.B) {
 		b.ReportMetric(ns["forged"]/ns["floor"], "forged/floor")
 		b.ReportMetric(ns["malformed"]/ns["floor"], "malformed/floor")
 		for _, p := range paths[1:4] {
-			b.ReportMetric(measureFor(50*time.Millisecond, func(int) { p.f() }).allocs, p.name+"-allocs/op")
+			b.ReportMetric(measure.For(50*time.Millisecond, func(int) { p.f() }).Allocs, p.name+"-allocs/op")
 		}
 	}
 }

@@ -31,14 +31,15 @@ const (
 var testKey = []byte("pimguard-test-fleet-key-32-bytes")
 
 // source is a Source whose answer the test switches: the role active or
-// not, an optional delay, and a count of lookups.
+// not (for everyone, or never for the principals in never), an optional
+// delay, and a count of lookups.
 type source struct {
 	active  atomic.Bool
 	lookups atomic.Int64
 	delay   atomic.Int64 // nanoseconds
 	fail    atomic.Bool
-	gate    chan struct{} // when non-nil, each lookup waits for a receive... close to release all
-	mu      sync.Mutex
+	now     func() time.Time // nil: time.Now
+	never   sync.Map         // object IDs that never hold the role
 }
 
 func (s *source) Lookup(ctx context.Context, p graphcheck.Principal) (*graphcheck.State, error) {
@@ -53,10 +54,14 @@ func (s *source) Lookup(ctx context.Context, p graphcheck.Principal) (*graphchec
 	if s.fail.Load() {
 		return nil, graphcheck.ErrUnavailable
 	}
-	st := &graphcheck.State{TenantID: p.TenantID, ObjectID: p.ObjectID, FetchedAt: time.Now()}
-	if s.active.Load() {
+	now := time.Now()
+	if s.now != nil {
+		now = s.now()
+	}
+	st := &graphcheck.State{TenantID: p.TenantID, ObjectID: p.ObjectID, FetchedAt: now}
+	if _, never := s.never.Load(p.ObjectID); s.active.Load() && !never {
 		st.Roles = []graphcheck.RoleAssignment{{RoleDefinitionID: roleID, DirectoryScopeID: "/", AssignmentType: graphcheck.AssignmentActivated,
-			Window: graphcheck.Window{Start: time.Now().Add(-time.Hour), End: time.Now().Add(time.Hour)}}}
+			Window: graphcheck.Window{Start: now.Add(-time.Hour), End: now.Add(time.Hour)}}}
 	}
 	return st, nil
 }
@@ -76,6 +81,8 @@ type fleet struct {
 type fleetOptions struct {
 	storeConfig func(*redisstore.Config)
 	guardConfig func(*middleware.GuardConfig)
+	local       bool             // no Shared tier: replicas as they were before fleet mode
+	now         func() time.Time // the clock of Source, Guards and Stores; nil: time.Now
 }
 
 func quiet() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
@@ -83,7 +90,10 @@ func quiet() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)
 // newFleet starts redis-server and n replicas against it.
 func newFleet(t testing.TB, n int, o fleetOptions) *fleet {
 	t.Helper()
-	f := &fleet{redis: redistest.Start(t), src: &source{}}
+	f := &fleet{src: &source{now: o.now}}
+	if !o.local {
+		f.redis = redistest.Start(t)
+	}
 	f.src.active.Store(true)
 	for range n {
 		f.replicas = append(f.replicas, f.newReplica(t, o))
@@ -93,16 +103,20 @@ func newFleet(t testing.TB, n int, o fleetOptions) *fleet {
 
 func (f *fleet) newReplica(t testing.TB, o fleetOptions) *replica {
 	t.Helper()
-	cfg := redisstore.Config{URL: f.redis.URL(), Key: testKey, Logger: quiet(), ProbeInterval: 50 * time.Millisecond}
-	if o.storeConfig != nil {
-		o.storeConfig(&cfg)
+	gcfg := middleware.GuardConfig{Source: f.src, Logger: quiet(), Now: o.now}
+	var st *redisstore.Store
+	if !o.local {
+		cfg := redisstore.Config{URL: f.redis.URL(), Key: testKey, Logger: quiet(), ProbeInterval: 50 * time.Millisecond, Now: o.now}
+		if o.storeConfig != nil {
+			o.storeConfig(&cfg)
+		}
+		var err error
+		if st, err = redisstore.New(cfg); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { st.Close() })
+		gcfg.Shared = st
 	}
-	st, err := redisstore.New(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
-	gcfg := middleware.GuardConfig{Source: f.src, Shared: st, Logger: quiet()}
 	if o.guardConfig != nil {
 		o.guardConfig(&gcfg)
 	}
@@ -133,7 +147,7 @@ func (f *fleet) waitConnected(t testing.TB) {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
 	for _, r := range f.replicas {
-		for !r.store.Connected() {
+		for r.store != nil && !r.store.Connected() {
 			if time.Now().After(deadline) {
 				t.Fatal("a replica did not connect to Redis within 10s")
 			}

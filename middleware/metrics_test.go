@@ -11,64 +11,22 @@ import (
 	"testing"
 	"time"
 
-	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/metric"
 	"go.opentelemetry.io/otel/metric/noop"
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
-	"go.opentelemetry.io/otel/sdk/metric/metricdata"
 
 	"github.com/pimguard/pimguard/graphcheck"
 	"github.com/pimguard/pimguard/graphcheck/graphtest"
+	"github.com/pimguard/pimguard/internal/metrictest"
 	"github.com/pimguard/pimguard/middleware"
 )
 
 const otherOID = "7b8c9d0e-1f2a-4b3c-9d4e-5f6a7b8c9d0e"
 
-// collected is one instrument's collected data: its kind, unit, and value
-// per attribute set (attribute.DefaultEncoder's "k=v,k=v", "" for none).
-type collected struct {
-	kind   string // "counter" (monotonic cumulative sum) or "gauge"
-	unit   string
-	points map[string]int64
-}
+// collected and collect are metrictest's.
+type collected = metrictest.Instrument
 
-// collect reads every pimguard instrument of the reader.
-func collect(t *testing.T, r sdkmetric.Reader) map[string]collected {
-	t.Helper()
-	var rm metricdata.ResourceMetrics
-	if err := r.Collect(context.Background(), &rm); err != nil {
-		t.Fatalf("Collect: %v", err)
-	}
-	out := map[string]collected{}
-	for _, sm := range rm.ScopeMetrics {
-		for _, m := range sm.Metrics {
-			if !strings.HasPrefix(m.Name, "pimguard.") {
-				continue
-			}
-			if m.Description == "" {
-				t.Errorf("%s has no description", m.Name)
-			}
-			c := collected{unit: m.Unit, points: map[string]int64{}}
-			var dps []metricdata.DataPoint[int64]
-			switch d := m.Data.(type) {
-			case metricdata.Sum[int64]:
-				if !d.IsMonotonic || d.Temporality != metricdata.CumulativeTemporality {
-					t.Errorf("%s: sum monotonic=%v temporality=%v", m.Name, d.IsMonotonic, d.Temporality)
-				}
-				c.kind, dps = "counter", d.DataPoints
-			case metricdata.Gauge[int64]:
-				c.kind, dps = "gauge", d.DataPoints
-			default:
-				t.Fatalf("%s: unexpected data %T", m.Name, m.Data)
-			}
-			for _, dp := range dps {
-				c.points[dp.Attributes.Encoded(attribute.DefaultEncoder())] = dp.Value
-			}
-			out[m.Name] = c
-		}
-	}
-	return out
-}
+func collect(t *testing.T, r sdkmetric.Reader) map[string]collected { return metrictest.Collect(t, r) }
 
 func TestGuardMetrics(t *testing.T) {
 	reader := sdkmetric.NewManualReader()
@@ -124,19 +82,19 @@ func TestGuardMetrics(t *testing.T) {
 	}
 
 	want := map[string]collected{
-		"pimguard.decisions": {kind: "counter", unit: "{decision}", points: map[string]int64{
+		"pimguard.decisions": {Kind: "counter", Unit: "{decision}", Points: map[string]int64{
 			"code=,outcome=allow":                5,
 			"code=role_not_active,outcome=deny":  1,
 			"code=pim_unavailable,outcome=error": 1,
 		}},
-		"pimguard.cache.hits":         {kind: "counter", unit: "{request}", points: map[string]int64{"": 3}},
-		"pimguard.cache.misses":       {kind: "counter", unit: "{request}", points: map[string]int64{"": 4}},
-		"pimguard.cache.loads":        {kind: "counter", unit: "{lookup}", points: map[string]int64{"": 4}},
-		"pimguard.cache.load_errors":  {kind: "counter", unit: "{lookup}", points: map[string]int64{"": 2}},
-		"pimguard.cache.stale_served": {kind: "counter", unit: "{request}", points: map[string]int64{"": 1}},
-		"pimguard.cache.evictions":    {kind: "counter", unit: "{entry}", points: map[string]int64{"": 1}},
-		"pimguard.cache.shared_hits":  {kind: "counter", unit: "{lookup}", points: map[string]int64{"": 0}},
-		"pimguard.cache.size":         {kind: "gauge", unit: "{entry}", points: map[string]int64{"": 1}},
+		"pimguard.cache.hits":         {Kind: "counter", Unit: "{request}", Points: map[string]int64{"": 3}},
+		"pimguard.cache.misses":       {Kind: "counter", Unit: "{request}", Points: map[string]int64{"": 4}},
+		"pimguard.cache.loads":        {Kind: "counter", Unit: "{lookup}", Points: map[string]int64{"": 4}},
+		"pimguard.cache.load_errors":  {Kind: "counter", Unit: "{lookup}", Points: map[string]int64{"": 2}},
+		"pimguard.cache.stale_served": {Kind: "counter", Unit: "{request}", Points: map[string]int64{"": 1}},
+		"pimguard.cache.evictions":    {Kind: "counter", Unit: "{entry}", Points: map[string]int64{"": 1}},
+		"pimguard.cache.shared_hits":  {Kind: "counter", Unit: "{lookup}", Points: map[string]int64{"": 0}},
+		"pimguard.cache.size":         {Kind: "gauge", Unit: "{entry}", Points: map[string]int64{"": 1}},
 	}
 	got := collect(t, reader)
 	for name, w := range want {
@@ -145,11 +103,11 @@ func TestGuardMetrics(t *testing.T) {
 			t.Errorf("%s not collected", name)
 			continue
 		}
-		if gm.kind != w.kind || gm.unit != w.unit {
-			t.Errorf("%s: %s in %q, want %s in %q", name, gm.kind, gm.unit, w.kind, w.unit)
+		if gm.Kind != w.Kind || gm.Unit != w.Unit {
+			t.Errorf("%s: %s in %q, want %s in %q", name, gm.Kind, gm.Unit, w.Kind, w.Unit)
 		}
-		if fmt.Sprint(gm.points) != fmt.Sprint(w.points) {
-			t.Errorf("%s = %v, want %v", name, gm.points, w.points)
+		if fmt.Sprint(gm.Points) != fmt.Sprint(w.Points) {
+			t.Errorf("%s = %v, want %v", name, gm.Points, w.Points)
 		}
 	}
 	for name := range got {
@@ -258,7 +216,7 @@ func TestGuardCallbackUnregisteredWhenCollected(t *testing.T) {
 		runtime.GC()
 		select {
 		case <-spy.unregistered:
-			if pts := collect(t, reader)["pimguard.cache.size"].points; len(pts) != 0 {
+			if pts := collect(t, reader)["pimguard.cache.size"].Points; len(pts) != 0 {
 				t.Errorf("pimguard.cache.size still observed after the Guard was collected: %v", pts)
 			}
 			return

@@ -190,6 +190,7 @@ func New(cfg Config) (*Store, error) {
 		opts.ReadTimeout = min(cmp.Or(opts.ReadTimeout, cfg.Timeout), cfg.Timeout)
 		opts.WriteTimeout = min(cmp.Or(opts.WriteTimeout, cfg.Timeout), cfg.Timeout)
 		opts.MaxRetries = -1
+		opts.DialerRetries = 1
 		s.client, s.owned = redis.NewClient(opts), true
 	}
 	s.limiter = redis_rate.NewLimiter(s.client)

@@ -9,6 +9,7 @@ package redistest
 
 import (
 	"bufio"
+	"crypto/tls"
 	"fmt"
 	"net"
 	"os"
@@ -30,6 +31,7 @@ type Server struct {
 	dir    string
 	port   int
 	config []string
+	tls    bool // listens with TLS only (StartTLS)
 
 	mu     sync.Mutex
 	proc   *os.Process
@@ -42,6 +44,23 @@ type Server struct {
 // unless CI=true, where it fails t.
 func Start(t testing.TB, config ...string) *Server {
 	t.Helper()
+	return start(t, false, config)
+}
+
+// StartTLS is [Start] for a server that accepts only TLS connections, with
+// the certificate and key in the PEM files certFile and keyFile, and no
+// client certificates. Its URL is rediss://.
+func StartTLS(t testing.TB, certFile, keyFile string, config ...string) *Server {
+	t.Helper()
+	return start(t, true, append([]string{
+		"tls-cert-file " + certFile,
+		"tls-key-file " + keyFile,
+		"tls-auth-clients no",
+	}, config...))
+}
+
+func start(t testing.TB, tls bool, config []string) *Server {
+	t.Helper()
 	bin, err := exec.LookPath("redis-server")
 	if err != nil {
 		if os.Getenv("CI") == "true" {
@@ -49,7 +68,7 @@ func Start(t testing.TB, config ...string) *Server {
 		}
 		t.Skip(InstallHint)
 	}
-	s := &Server{t: t, bin: bin, dir: t.TempDir(), config: config}
+	s := &Server{t: t, bin: bin, dir: t.TempDir(), config: config, tls: tls}
 	var lastErr error
 	for range 5 { // a free port can be taken between choosing and binding it
 		s.port, err = freePort()
@@ -68,8 +87,13 @@ func Start(t testing.TB, config ...string) *Server {
 // Addr is the server's host:port on 127.0.0.1.
 func (s *Server) Addr() string { return fmt.Sprintf("127.0.0.1:%d", s.port) }
 
-// URL is redis://127.0.0.1:port/0.
-func (s *Server) URL() string { return "redis://" + s.Addr() + "/0" }
+// URL is redis://127.0.0.1:port/0, or rediss:// for a TLS server.
+func (s *Server) URL() string {
+	if s.tls {
+		return "rediss://" + s.Addr() + "/0"
+	}
+	return "redis://" + s.Addr() + "/0"
+}
 
 // Dir is the server's working directory (its configuration and log).
 func (s *Server) Dir() string { return s.dir }
@@ -104,9 +128,13 @@ func (s *Server) Restart() {
 
 func (s *Server) start() error {
 	conf := filepath.Join(s.dir, "redis.conf")
+	listen := fmt.Sprintf("port %d", s.port)
+	if s.tls {
+		listen = fmt.Sprintf("port 0\ntls-port %d", s.port)
+	}
 	lines := append([]string{
 		"bind 127.0.0.1",
-		fmt.Sprintf("port %d", s.port),
+		listen,
 		"dir " + s.dir,
 		`save ""`,
 		"appendonly no",
@@ -131,7 +159,7 @@ func (s *Server) start() error {
 			return fmt.Errorf("redis-server exited: %v; log: %s", err, s.log())
 		default:
 		}
-		if Ping(s.Addr()) {
+		if s.ping() {
 			s.mu.Lock()
 			s.proc, s.exited = cmd.Process, exited
 			s.mu.Unlock()
@@ -149,13 +177,34 @@ func (s *Server) log() string {
 	return strings.TrimSpace(string(b))
 }
 
-// Ping reports whether a Redis server answers on addr. A server that
-// requires a password answers PING with -NOAUTH, which still says it is up.
+// Ping reports whether the server answers.
+func (s *Server) Ping() bool { return s.ping() }
+
+func (s *Server) ping() bool {
+	if !s.tls {
+		return Ping(s.Addr())
+	}
+	d := &tls.Dialer{NetDialer: &net.Dialer{Timeout: 200 * time.Millisecond},
+		Config: &tls.Config{InsecureSkipVerify: true}} // readiness only: nothing is sent but PING
+	c, err := d.Dial("tcp", s.Addr())
+	if err != nil {
+		return false
+	}
+	return pingConn(c)
+}
+
+// Ping reports whether a Redis server answers on addr without TLS. A
+// server that requires a password answers PING with -NOAUTH, which still
+// says it is up.
 func Ping(addr string) bool {
 	c, err := net.DialTimeout("tcp", addr, 200*time.Millisecond)
 	if err != nil {
 		return false
 	}
+	return pingConn(c)
+}
+
+func pingConn(c net.Conn) bool {
 	defer c.Close()
 	_ = c.SetDeadline(time.Now().Add(time.Second))
 	if _, err := c.Write([]byte("PING\r\n")); err != nil {

@@ -31,7 +31,8 @@ type Server struct {
 	dir    string
 	port   int
 	config []string
-	tls    bool // listens with TLS only (StartTLS)
+	tls    bool     // listens with TLS only (StartTLS)
+	args   []string // after the configuration file (--sentinel)
 
 	mu     sync.Mutex
 	proc   *os.Process
@@ -59,7 +60,20 @@ func StartTLS(t testing.TB, certFile, keyFile string, config ...string) *Server 
 	}, config...))
 }
 
-func start(t testing.TB, tls bool, config []string) *Server {
+// StartSentinel starts a Redis Sentinel (redis-server --sentinel) that
+// monitors master under the name masterName, with a quorum of 1, and
+// stops it when t ends. Its Addr is what a Sentinel client is given.
+func StartSentinel(t testing.TB, masterName string, master *Server) *Server {
+	t.Helper()
+	host, port, _ := net.SplitHostPort(master.Addr())
+	s := start(t, false, []string{
+		fmt.Sprintf("sentinel monitor %s %s %s 1", masterName, host, port),
+		fmt.Sprintf("sentinel down-after-milliseconds %s 5000", masterName),
+	}, "--sentinel")
+	return s
+}
+
+func start(t testing.TB, tls bool, config []string, args ...string) *Server {
 	t.Helper()
 	bin, err := exec.LookPath("redis-server")
 	if err != nil {
@@ -68,7 +82,7 @@ func start(t testing.TB, tls bool, config []string) *Server {
 		}
 		t.Skip(InstallHint)
 	}
-	s := &Server{t: t, bin: bin, dir: t.TempDir(), config: config, tls: tls}
+	s := &Server{t: t, bin: bin, dir: t.TempDir(), config: config, tls: tls, args: args}
 	var lastErr error
 	for range 5 { // a free port can be taken between choosing and binding it
 		s.port, err = freePort()
@@ -145,7 +159,7 @@ func (s *Server) start() error {
 	if err := os.WriteFile(conf, []byte(strings.Join(lines, "\n")+"\n"), 0o600); err != nil {
 		return err
 	}
-	cmd := exec.Command(s.bin, conf)
+	cmd := exec.Command(s.bin, append([]string{conf}, s.args...)...)
 	cmd.Dir = s.dir
 	if err := cmd.Start(); err != nil {
 		return err

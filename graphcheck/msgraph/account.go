@@ -3,6 +3,7 @@ package msgraph
 import (
 	"context"
 	"encoding/json"
+	"math"
 	"strings"
 	"time"
 
@@ -78,11 +79,21 @@ func (s *Source) cachedRisk(key string) (graphcheck.Risk, bool) {
 	return r, ok && !now.Before(r.FetchedAt)
 }
 
+// riskBucket is the name of the riskyUsers bucket in Config.TenantLimits.
+const riskBucket = "riskyUsers"
+
 // riskTurn waits, through Config.Sleep, until the tenant's riskyUsers
 // limiter allows one more request, or fails at once when that wait does not
-// fit before ctx's deadline. The limiter runs on Config.Now, so a fake clock
-// drives it in tests.
+// fit before ctx's deadline. The limiter is Config.TenantLimits' bucket
+// when it is set and answers, and otherwise this process's own, which runs
+// on Config.Now, so a fake clock drives it in tests.
 func (s *Source) riskTurn(ctx context.Context, tenant string) error {
+	if tl := s.cfg.TenantLimits; tl != nil {
+		if done, err := s.sharedRiskTurn(ctx, tl, tenant); done {
+			return err
+		}
+	}
+
 	s.mu.Lock()
 	lim := s.limits[tenant]
 	if lim == nil {
@@ -100,7 +111,7 @@ func (s *Source) riskTurn(ctx context.Context, tenant string) error {
 	if d <= 0 {
 		return nil
 	}
-	if dl, ok := ctx.Deadline(); ok && time.Until(dl) < d+minAttempt {
+	if !fits(ctx, d) {
 		r.CancelAt(now)
 		return unavailable("%s: the riskyUsers rate limit (%g/s per tenant) allows no request before the deadline (next in %v)",
 			epRisk.request(), s.cfg.RiskRequestsPerSecond, d)
@@ -110,6 +121,38 @@ func (s *Source) riskTurn(ctx context.Context, tenant string) error {
 		return classifyErr(epRisk, err)
 	}
 	return nil
+}
+
+// sharedRiskTurn is riskTurn on tl's bucket, shared by every process: it
+// asks tl for a turn until it gets one, sleeping the wait tl names each
+// time, and fails as soon as a wait does not fit before ctx's deadline
+// (counting the waits already slept, so that a Sleep that returns early
+// cannot make it ask forever). done is false when tl failed: the caller
+// then takes its turn from this process's limiter instead.
+func (s *Source) sharedRiskTurn(ctx context.Context, tl graphcheck.TenantLimits, tenant string) (done bool, err error) {
+	budget := time.Duration(math.MaxInt64)
+	if dl, ok := ctx.Deadline(); ok {
+		budget = time.Until(dl)
+	}
+	var slept time.Duration
+	for {
+		d, err := tl.Take(ctx, tenant, riskBucket, s.cfg.RiskRequestsPerSecond, s.cfg.RiskBurst)
+		if err != nil {
+			s.sharedFailed(ctx, "using this process's riskyUsers limiter", err)
+			return false, nil
+		}
+		if d <= 0 {
+			return true, nil
+		}
+		if !fits(ctx, d) || d+minAttempt > budget-slept {
+			return true, unavailable("%s: the riskyUsers rate limit (%g/s per tenant, shared by every process) allows no request before the deadline (next in %v)",
+				epRisk.request(), s.cfg.RiskRequestsPerSecond, d)
+		}
+		if err := s.cfg.Sleep(ctx, d); err != nil {
+			return true, classifyErr(epRisk, err)
+		}
+		slept += d
+	}
 }
 
 // storeRisk caches r under key unless a purge ran since the lookup that

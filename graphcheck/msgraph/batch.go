@@ -69,6 +69,17 @@ type throttle struct {
 	err   error         // the classified error, returned if retries run out
 	delay time.Duration // what Retry-After asked for, if has
 	has   bool
+	// pause marks a 429 with a positive Retry-After: Graph throttles the
+	// application in the tenant, so the tenant's other requests wait too
+	// (see Source.pause).
+	pause bool
+}
+
+// newThrottle is the throttle of a retryable answer with the given status
+// and Retry-After header value.
+func newThrottle(err error, status int, header string) throttle {
+	d, ok := retryAfter(header)
+	return throttle{err: err, delay: d, has: ok, pause: status == http.StatusTooManyRequests && ok && d > 0}
 }
 
 // fetch reads every collection to its end, sending the open collections'
@@ -79,8 +90,16 @@ type throttle struct {
 // longest Retry-After they asked for (or an exponential backoff), provided
 // the wait fits before ctx's deadline. Any other failure ends the fetch
 // with a classified error.
-func (s *Source) fetch(ctx context.Context, cols []*collection) error {
+//
+// tenant is the lower-case tenant ID the requests read, "" when unknown
+// (Preflight). Each $batch for a tenant first waits out the tenant's pause
+// beyond what the Lookup has already waited (see Source.awaitPause and
+// pace), and a 429 with a Retry-After sets one (see Source.pause); the
+// batches of the same pass that are still unsent then wait with the
+// retries.
+func (s *Source) fetch(ctx context.Context, tenant string, cols []*collection) error {
 	retries := 0
+	pc := paceOf(ctx)
 	for {
 		var open []*collection
 		for _, c := range cols {
@@ -93,6 +112,9 @@ func (s *Source) fetch(ctx context.Context, cols []*collection) error {
 		}
 		var throttled []throttle
 		for len(open) > 0 {
+			if err := s.awaitPause(ctx, tenant, pc); err != nil {
+				return err
+			}
 			chunk := open[:min(len(open), maxBatchItems)]
 			open = open[len(chunk):]
 			t, err := s.round(ctx, chunk)
@@ -100,14 +122,20 @@ func (s *Source) fetch(ctx context.Context, cols []*collection) error {
 				return err
 			}
 			throttled = append(throttled, t...)
+			if s.notePause(ctx, tenant, t) {
+				break // the tenant is paused: the rest waits with the retries
+			}
 		}
 		if len(throttled) == 0 {
 			continue
 		}
 		retries++
-		if err := s.wait(ctx, throttled, retries); err != nil {
+		start := s.cfg.Now()
+		d, err := s.wait(ctx, throttled, retries)
+		if err != nil {
 			return err
 		}
+		pc.waited(start, d)
 	}
 }
 
@@ -166,8 +194,7 @@ func (s *Source) round(ctx context.Context, chunk []*collection) ([]throttle, er
 		case retryable(a.status):
 			s.tel.throttledAnswer(ctx, a.status, c.ep.path)
 			code, msg := errorCode(a.body)
-			d, ok := retryAfter(headerValue(a.header, "Retry-After"))
-			throttled = append(throttled, throttle{err: classifyStatus(c.ep, a.status, code, msg), delay: d, has: ok})
+			throttled = append(throttled, newThrottle(classifyStatus(c.ep, a.status, code, msg), a.status, headerValue(a.header, "Retry-After")))
 		default:
 			code, msg := errorCode(a.body)
 			return nil, classifyStatus(c.ep, a.status, code, msg)
@@ -267,8 +294,7 @@ func (s *Source) sendBatch(ctx context.Context, chunk []*collection) (answers []
 		code, msg := errorCode(raw.body)
 		err := classifyStatus(ep, raw.status, code, msg)
 		if retryable(raw.status) {
-			d, ok := retryAfter(raw.header.Get("Retry-After"))
-			return nil, []throttle{{err: err, delay: d, has: ok}}
+			return nil, []throttle{newThrottle(err, raw.status, raw.header.Get("Retry-After"))}
 		}
 		return fail(err)
 	}
@@ -328,15 +354,15 @@ func decodeBatch(body []byte) (map[string]subAnswer, error) {
 	return out, nil
 }
 
-// wait sleeps before retry number n of the throttled requests, or returns
-// the error to give up with.
-func (s *Source) wait(ctx context.Context, throttled []throttle, n int) error {
+// wait sleeps before retry number n of the throttled requests and returns
+// how long it waited, or returns the error to give up with.
+func (s *Source) wait(ctx context.Context, throttled []throttle, n int) (time.Duration, error) {
 	last := throttled[0].err
 	switch {
 	case s.cfg.MaxRetries == 0:
-		return fmt.Errorf("%w (retries disabled)", last)
+		return 0, fmt.Errorf("%w (retries disabled)", last)
 	case n > s.cfg.MaxRetries:
-		return fmt.Errorf("%w (gave up after %d retries)", last, s.cfg.MaxRetries)
+		return 0, fmt.Errorf("%w (gave up after %d retries)", last, s.cfg.MaxRetries)
 	}
 	var d time.Duration
 	asked := false
@@ -349,15 +375,22 @@ func (s *Source) wait(ctx context.Context, throttled []throttle, n int) error {
 	if !asked {
 		d = s.cfg.RetryDelay << (n - 1)
 	}
-	if dl, ok := ctx.Deadline(); ok && time.Until(dl) < d+minAttempt {
-		return fmt.Errorf("%w (a retry after %v does not fit before the deadline)", last, d)
+	if !fits(ctx, d) {
+		return 0, fmt.Errorf("%w (a retry after %v does not fit before the deadline)", last, d)
 	}
 	s.cfg.Logger.WarnContext(ctx, "msgraph: Graph throttled or unavailable; retrying",
 		"error", last.Error(), "retry", n, "delay", d, "requests", len(throttled))
 	if err := s.cfg.Sleep(ctx, d); err != nil {
-		return fmt.Errorf("%w (interrupted while waiting to retry: %w)", last, err)
+		return 0, fmt.Errorf("%w (interrupted while waiting to retry: %w)", last, err)
 	}
-	return nil
+	return d, nil
+}
+
+// fits reports whether a wait of d still leaves minAttempt before ctx's
+// deadline.
+func fits(ctx context.Context, d time.Duration) bool {
+	dl, ok := ctx.Deadline()
+	return !ok || time.Until(dl) >= d+minAttempt
 }
 
 // retryAfter parses a Retry-After value: seconds, possibly fractional as in

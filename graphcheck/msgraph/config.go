@@ -98,7 +98,9 @@ type Config struct {
 	// requests are sent again within one Lookup, whether the whole $batch
 	// or sub-requests inside it failed; 0 means [DefaultMaxRetries] and
 	// [NoRetries] disables retries. A retry happens only if its wait fits
-	// before the deadline.
+	// before the deadline. A 429 with a Retry-After also pauses the
+	// tenant's other lookups (see TenantLimits and the package
+	// documentation).
 	MaxRetries int
 
 	// RetryDelay is the wait before the first retry when Graph sends no
@@ -131,9 +133,35 @@ type Config struct {
 	// means [DefaultRiskCacheSize].
 	RiskCacheSize int
 
-	// Now is the clock for GroupRolesTTL and for deciding which assignments
-	// are over (graphcheck.Facts.FetchedAt); nil means [time.Now]. Tests pass
-	// the fake tenant's clock. Deadlines always use real time.
+	// TenantLimits, when set, makes the Source's Graph limits tenant-wide
+	// across every process that shares it (the replicas of one
+	// deployment; cache/redisstore implements it on Redis). Graph
+	// throttles per application and tenant, not per process, so replicas
+	// that each keep limits of their own send N times what one may. With
+	// it:
+	//   - a riskyUsers request takes its turn from the tenant's shared
+	//     bucket "riskyUsers" (RiskRequestsPerSecond, RiskBurst), waiting
+	//     through Sleep as with the local limiter and failing with
+	//     [graphcheck.ErrUnavailable] when the wait does not fit before
+	//     the deadline;
+	//   - a 429 with a Retry-After, of a $batch or of a sub-request inside
+	//     one, pauses the tenant's $batch requests in every process that
+	//     shares it (for at most [MaxPause]), not only in this one.
+	//
+	// nil means limits of this process only: its own riskyUsers limiter,
+	// and a pause that holds back its own lookups of the tenant. When a
+	// call to TenantLimits fails, the Source uses those for the request at
+	// hand, never no limit, and logs the failure at debug level (the
+	// implementation counts and reports its own outages). A Lookup calls
+	// Paused before each $batch and, when it reads a risk that is not
+	// cached, Take until it gets a turn; Pause after a 429. Warm requests,
+	// answered from the Guard's cache, call nothing.
+	TenantLimits graphcheck.TenantLimits
+
+	// Now is the clock for GroupRolesTTL, RiskTTL, the riskyUsers limiter
+	// and tenants' pauses, and for deciding which assignments are over
+	// (graphcheck.Facts.FetchedAt); nil means [time.Now]. Tests pass the
+	// fake tenant's clock. Deadlines always use real time.
 	Now func() time.Time
 
 	// Sleep waits between retries; it must return early with ctx's error

@@ -34,7 +34,8 @@
 // only when the user's risk is not cached: Identity Protection allows about
 // one request per second per tenant for all applications together, so risk
 // is kept for [Config.RiskTTL] and its requests pass a per-tenant
-// token-bucket limiter ([Config.RiskRequestsPerSecond]); a 404 there with
+// token-bucket limiter ([Config.RiskRequestsPerSecond]), shared by every
+// replica when [Config.TenantLimits] is set; a 404 there with
 // Graph's not-found error (Request_ResourceNotFound or itemNotFound) means
 // the user was never flagged, which is no risk, and any other 404 is an
 // unreadable answer. [Source.Purge] and [Source.PurgeAll] drop cached risk;
@@ -78,6 +79,33 @@
 // backoff, but only when the wait fits before the deadline: each Lookup is
 // bounded by its context and [Config.Timeout].
 //
+// A 429 with a Retry-After, of a $batch or of a sub-request, also pauses
+// the tenant, since Graph throttles the application in the tenant, not one
+// request: the Source's other lookups of that tenant, and its group-roles
+// fetches, wait for what is left of the pause before each $batch (through
+// [Config.Sleep], sending nothing meanwhile), or fail at once with
+// [graphcheck.ErrUnavailable] (class throttled) when it does not fit before
+// their deadline. The pause lasts the Retry-After, at most [MaxPause], on
+// [Config.Now]; a longer one is cut to MaxPause, and a shorter one never
+// cuts a longer one short. The lookup that received the 429 waits once,
+// for its retry, not again for the pause it set; the batches of its pass
+// not yet sent wait with that retry. Lookups of other tenants are not
+// held back, and [Source.Preflight], which does not know the tenant,
+// neither waits for a pause nor sets one.
+//
+// # Several replicas
+//
+// Graph's budgets are per application and tenant, so the replicas of one
+// deployment share them: limits kept in each process let N replicas send N
+// times what one may. With [Config.TenantLimits] (a [graphcheck.TenantLimits];
+// cache/redisstore implements it on Redis) the riskyUsers token bucket is
+// the tenant's across every replica that shares it, and a 429's pause holds
+// back every replica's lookups of the tenant, not only those of the replica
+// that received it. When a call to it fails, the Source uses its own
+// limiter and pause for that request, never no limit; without it, each
+// process keeps its own. Its state caches (the Guard's, this package's risk
+// and group-roles caches) are not shared through it.
+//
 // # Metrics and traces
 //
 // A Source reports through the OpenTelemetry APIs to [Config.MeterProvider]
@@ -111,7 +139,8 @@
 // ([graphcheck.ErrLicenseRequired]), permission
 // ([graphcheck.ErrPermissionDenied]), invalid_principal
 // ([graphcheck.ErrInvalidPrincipal], nothing sent), throttled (a 429 that
-// retries did not get past), timeout (Config.Timeout or the caller's
+// retries did not get past, or a tenant's pause that does not fit before
+// the deadline), timeout (Config.Timeout or the caller's
 // deadline), canceled (the caller's context) and unavailable (every other
 // [graphcheck.ErrUnavailable], such as a 5xx, a malformed answer or the
 // riskyUsers limiter). The SDK's HTTP middleware makes spans of its own

@@ -16,6 +16,8 @@ package msgraph_test
 //
 // The fake clock drives tokens, PIM and the Guard's cache; Source.Sleep is
 // stubbed (it records the waits and returns at once) except in one row.
+// In rows whose faults answer 429 the clock moves past the tenant's pause
+// (msgraph.MaxPause) between principals, so that each meets the fault.
 // Deadlines use real time: rows with a hang or an absurd Retry-After keep
 // LookupTimeout at 200 ms and check each request's wall time against it.
 //
@@ -658,6 +660,12 @@ func (m *fmMatrix) runRow(t *testing.T, row fmRow) {
 		if row.waits != nil && !slices.Equal(waits, row.waits) {
 			t.Errorf("%s: retry waits %v, want %v", fmWho[i].name, waits, row.waits)
 		}
+		if fmThrottles(row) {
+			// A 429's Retry-After pauses the tenant's requests for the
+			// Source (for at most MaxPause, on the fake clock): let the
+			// pause end, so that the next principal meets the fault itself.
+			m.clock.Advance(msgraph.MaxPause)
+		}
 	}
 
 	// Nothing reached the attacker, nothing left the API version.
@@ -694,6 +702,16 @@ func (m *fmMatrix) runRow(t *testing.T, row fmRow) {
 		}
 	}
 	sleeps.take()
+}
+
+// fmThrottles reports whether a row's faults answer 429.
+func fmThrottles(row fmRow) bool {
+	for _, f := range row.faults {
+		if f.fault.Status == http.StatusTooManyRequests {
+			return true
+		}
+	}
+	return false
 }
 
 func fmMax(v *atomic.Int64, d time.Duration) {

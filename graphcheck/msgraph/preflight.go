@@ -38,8 +38,11 @@ const nobodyID = "00000000-0000-0000-0000-000000000000"
 // User.Read.All. Service principals' Application.Read.All is not probed:
 // grant it if app-only callers are expected.
 //
-// Each request is bounded by ctx and [Config.Timeout]. Preflight is safe
-// for concurrent use and changes no cached state.
+// Each request is bounded by ctx and [Config.Timeout]. Preflight does not
+// know the tenant the credential signs in to, so it neither waits for a
+// tenant's pause nor sets one (see [Config.TenantLimits]); its 429s are
+// retried like a Lookup's. It is safe for concurrent use and changes no
+// cached state.
 func (s *Source) Preflight(ctx context.Context, need graphcheck.Need) error {
 	ctx, o := s.tel.start(ctx, spanPreflight, needAttr(need))
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.Timeout)
@@ -83,7 +86,7 @@ func (s *Source) Preflight(ctx context.Context, need graphcheck.Need) error {
 		c, err := build()
 		if err == nil {
 			c.onePage = true
-			err = s.fetch(ctx, []*collection{c})
+			err = s.fetch(ctx, "", []*collection{c}) // the tenant is the credential's: unknown here
 		}
 		if err != nil {
 			errs = append(errs, err)

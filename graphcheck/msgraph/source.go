@@ -37,6 +37,10 @@ type Source struct {
 
 	mu     sync.Mutex
 	limits map[string]*rate.Limiter // riskyUsers requests, by lower-case tenant ID
+	// pauses holds, by lower-case tenant ID, when the pause that Graph's
+	// latest 429 Retry-After set for the tenant ends, on Config.Now (see
+	// pause.go); entries are dropped once over.
+	pauses map[string]time.Time
 
 	// roles holds each tenant's map of role-assignable group ID to the
 	// group's active role assignment instances, by lower-case tenant ID,
@@ -161,10 +165,10 @@ func New(cfg Config) (*Source, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: RiskCacheSize: %v", ErrInvalidConfig, err)
 	}
-	src := &Source{cfg: st, tel: tel, adapter: adapter, client: client, limits: map[string]*rate.Limiter{}, risks: risks}
+	src := &Source{cfg: st, tel: tel, adapter: adapter, client: client, limits: map[string]*rate.Limiter{}, pauses: map[string]time.Time{}, risks: risks}
 	src.roles, err = cache.New(cache.Config{Size: groupRolesCacheSize, TTL: st.GroupRolesTTL, LoadTimeout: st.Timeout, Now: st.Now},
-		func(ctx context.Context, _ string) (cache.Result[map[string][]graphcheck.RoleAssignment], error) {
-			m, err := src.fetchGroupRoles(ctx)
+		func(ctx context.Context, tenant string) (cache.Result[map[string][]graphcheck.RoleAssignment], error) {
+			m, err := src.fetchGroupRoles(ctx, tenant)
 			return cache.Result[map[string][]graphcheck.RoleAssignment]{Value: m}, err
 		})
 	if err != nil {
@@ -194,9 +198,9 @@ func (s *Source) Lookup(ctx context.Context, p graphcheck.Principal) (_ *graphch
 	if err := p.Validate(); err != nil {
 		return nil, err
 	}
-	ctx, cancel := context.WithTimeout(ctx, s.cfg.Timeout)
+	ctx, cancel := context.WithTimeout(withPace(ctx), s.cfg.Timeout)
 	defer cancel()
-	oid := strings.ToLower(p.ObjectID)
+	oid, tenant := strings.ToLower(p.ObjectID), strings.ToLower(p.TenantID)
 
 	f := graphcheck.Facts{Principal: p}
 	own, err := s.roleInstances(ctx, oid, true, func(r []graphcheck.RoleAssignment) { f.Own = append(f.Own, r...) })
@@ -228,7 +232,7 @@ func (s *Source) Lookup(ctx context.Context, p graphcheck.Principal) (_ *graphch
 		riskGen uint64
 	)
 	if p.Need.Has(graphcheck.NeedRisk) && !p.ServicePrincipal {
-		riskKey = graphcheck.Principal{TenantID: strings.ToLower(p.TenantID), ObjectID: oid}.Key()
+		riskKey = graphcheck.Principal{TenantID: tenant, ObjectID: oid}.Key()
 		riskGen = s.risks.Generation(riskKey) // before the cache is read and anything is sent
 		if r, ok := s.cachedRisk(riskKey); ok {
 			f.Risk = &r
@@ -237,7 +241,7 @@ func (s *Source) Lookup(ctx context.Context, p graphcheck.Principal) (_ *graphch
 			if err != nil {
 				return nil, err
 			}
-			if err := s.riskTurn(ctx, strings.ToLower(p.TenantID)); err != nil {
+			if err := s.riskTurn(ctx, tenant); err != nil {
 				return nil, err
 			}
 			cols = append(cols, risk)
@@ -251,7 +255,7 @@ func (s *Source) Lookup(ctx context.Context, p graphcheck.Principal) (_ *graphch
 	// still decided at each request's own time, and the risk is kept for
 	// RiskTTL from before Graph read it.
 	f.FetchedAt = s.cfg.Now()
-	if err := s.fetch(ctx, cols); err != nil {
+	if err := s.fetch(ctx, tenant, cols); err != nil {
 		return nil, err
 	}
 	if fresh != nil {
@@ -262,7 +266,7 @@ func (s *Source) Lookup(ctx context.Context, p graphcheck.Principal) (_ *graphch
 
 	for _, g := range f.Groups {
 		if g.IsAssignableToRole {
-			if f.GroupRoles, err = s.groupRoles(ctx, strings.ToLower(p.TenantID)); err != nil {
+			if f.GroupRoles, err = s.groupRoles(ctx, tenant); err != nil {
 				return nil, err
 			}
 			break
@@ -286,9 +290,10 @@ func (s *Source) groupRoles(ctx context.Context, tenant string) (map[string][]gr
 	return m, err
 }
 
-// fetchGroupRoles lists the role-assignable groups, then reads each group's
-// active role assignment instances, up to 20 groups per $batch.
-func (s *Source) fetchGroupRoles(ctx context.Context) (map[string][]graphcheck.RoleAssignment, error) {
+// fetchGroupRoles lists the tenant's role-assignable groups, then reads
+// each group's active role assignment instances, up to 20 groups per
+// $batch.
+func (s *Source) fetchGroupRoles(ctx context.Context, tenant string) (map[string][]graphcheck.RoleAssignment, error) {
 	var ids []string
 	filter := "isAssignableToRole eq true"
 	top := int32(999)
@@ -305,7 +310,7 @@ func (s *Source) fetchGroupRoles(ctx context.Context) (map[string][]graphcheck.R
 		}
 		return err
 	}}
-	if err := s.fetch(ctx, []*collection{list}); err != nil {
+	if err := s.fetch(ctx, tenant, []*collection{list}); err != nil {
 		return nil, err
 	}
 
@@ -325,7 +330,7 @@ func (s *Source) fetchGroupRoles(ctx context.Context) (map[string][]graphcheck.R
 		}
 		cols = append(cols, c)
 	}
-	if err := s.fetch(ctx, cols); err != nil {
+	if err := s.fetch(ctx, tenant, cols); err != nil {
 		return nil, err
 	}
 	return byGroup, nil

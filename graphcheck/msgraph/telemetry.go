@@ -36,7 +36,7 @@ const (
 	classLicence          = "licence"           // graphcheck.ErrLicenseRequired
 	classPermission       = "permission"        // graphcheck.ErrPermissionDenied
 	classInvalidPrincipal = "invalid_principal" // graphcheck.ErrInvalidPrincipal: nothing was sent
-	classThrottled        = "throttled"         // a 429 that retries did not get past
+	classThrottled        = "throttled"         // a 429 that retries did not get past, or a tenant pause beyond the deadline
 	classTimeout          = "timeout"           // a deadline: Config.Timeout or the caller's
 	classCanceled         = "canceled"          // the caller's context was canceled
 	classUnavailable      = "unavailable"       // any other graphcheck.ErrUnavailable

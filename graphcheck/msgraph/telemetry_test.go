@@ -142,6 +142,7 @@ func TestTelemetry(t *testing.T) {
 				f.Times = 1
 				e.srv.InjectGraphFault(inside("/roleManagement/"), f)
 				_, err := e.src.Lookup(ctx, user(alice))
+				e.clock.Advance(time.Second) // the tenant's pause (its Retry-After) is over
 				return err
 			},
 			span: spanSummary{name: "pimguard.graph.lookup", status: codes.Unset,

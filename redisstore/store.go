@@ -180,7 +180,7 @@ func New(cfg Config) (*Store, error) {
 		rejectLog: rate.Sometimes{Interval: time.Minute}}
 	s.keys = append([][]byte{cfg.Key}, cfg.PreviousKeys...)
 	if s.client == nil {
-		opts, err := redis.ParseURL(cfg.URL)
+		opts, err := parseURL(cfg.URL)
 		if err != nil {
 			return nil, fmt.Errorf("redisstore: Config.URL: %w", err)
 		}

@@ -13,6 +13,7 @@ import (
 	"github.com/pimguard/pimguard/graphcheck"
 	"github.com/pimguard/pimguard/graphcheck/msgraph"
 	"github.com/pimguard/pimguard/middleware"
+	"github.com/pimguard/pimguard/redisstore"
 )
 
 // appConfig is everything newApp needs, whichever mode produced it.
@@ -25,6 +26,11 @@ type appConfig struct {
 	users         map[string]string // the in-memory directory's users: id → name
 	now           func() time.Time
 	extraRoutes   func(chi.Router) // demo controls
+
+	// fleet is the Redis store of fleet mode, made by newApp (which sets
+	// its Logger, MeterProvider and Now) and used as guard.Shared and
+	// graph.TenantLimits. An empty URL means no fleet mode.
+	fleet redisstore.Config
 }
 
 // directoryUsers seeds the in-memory directory the helpdesk actions act on.
@@ -42,6 +48,7 @@ func realAppConfig(cfg config) appConfig {
 			BaseURL:              cfg.GraphURL,
 			InsecureNoCredential: cfg.GraphAuth == "none",
 		},
+		fleet:         fleetConfig(cfg),
 		auditorsGroup: cfg.AuditorsGroup,
 		preflight:     cfg.Preflight,
 		users:         directoryUsers,
@@ -57,6 +64,12 @@ func guardConfig(cfg config) middleware.GuardConfig {
 	return g
 }
 
+// fleetConfig is cfg's fleet-mode store configuration; its URL is empty
+// without PIMGUARD_REDIS_URL.
+func fleetConfig(cfg config) redisstore.Config {
+	return redisstore.Config{URL: cfg.RedisURL, Key: cfg.SharedKey}
+}
+
 // app is the helpdesk API: pimguard in front of an in-memory directory.
 type app struct {
 	auth          *middleware.Authenticator
@@ -66,10 +79,14 @@ type app struct {
 	now           func() time.Time
 	logger        *slog.Logger
 	extraRoutes   func(chi.Router)
-	metrics       http.Handler // GET /metrics, Prometheus text format
+	metrics       http.Handler      // GET /metrics, Prometheus text format
+	fleet         *redisstore.Store // nil without fleet mode
 }
 
-func newApp(ctx context.Context, ac appConfig, logger *slog.Logger) (*app, error) {
+// newApp builds the app. In fleet mode it connects to Redis (not an error
+// when Redis is unreachable: the app then works alone until it is back);
+// [app.Close] disconnects.
+func newApp(ctx context.Context, ac appConfig, logger *slog.Logger) (_ *app, err error) {
 	if ac.now == nil {
 		ac.now = time.Now
 	}
@@ -81,6 +98,21 @@ func newApp(ctx context.Context, ac appConfig, logger *slog.Logger) (*app, error
 	m, err := newMetrics()
 	if err != nil {
 		return nil, err
+	}
+	var fleet *redisstore.Store
+	if ac.fleet.URL != "" {
+		ac.fleet.Logger, ac.fleet.MeterProvider, ac.fleet.Now = logger, m.provider, ac.now
+		if fleet, err = redisstore.New(ac.fleet); err != nil {
+			return nil, err
+		}
+		defer func() {
+			if err != nil {
+				_ = fleet.Close()
+			}
+		}()
+		ac.guard.Shared, ac.graph.TenantLimits = fleet, fleet
+		logger.Info("example: fleet mode on: the replicas share their Graph lookups, purges and Graph limits on Redis",
+			"redis", redisstore.RedactURL(ac.fleet.URL), "connected", fleet.Connected())
 	}
 	ac.graph.Logger, ac.graph.Now, ac.graph.MeterProvider = logger, ac.now, m.provider
 	src, err := msgraph.New(ac.graph)
@@ -102,8 +134,18 @@ func newApp(ctx context.Context, ac appConfig, logger *slog.Logger) (*app, error
 	}
 	return &app{
 		auth: auth, guard: guard, dir: newDirectory(ac.now, ac.users), auditorsGroup: ac.auditorsGroup,
-		now: ac.now, logger: logger, extraRoutes: ac.extraRoutes, metrics: m.handler,
+		now: ac.now, logger: logger, extraRoutes: ac.extraRoutes, metrics: m.handler, fleet: fleet,
 	}, nil
+}
+
+// Close releases what the app holds besides its handlers: in fleet mode,
+// the Redis store's connections and goroutines. Call it once the server
+// has stopped serving.
+func (a *app) Close() error {
+	if a.fleet == nil {
+		return nil
+	}
+	return a.fleet.Close()
 }
 
 // Requirements of the protected routes.

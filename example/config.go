@@ -2,7 +2,10 @@ package main
 
 import (
 	"encoding"
+	"encoding/base64"
+	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/url"
 	"strings"
@@ -10,6 +13,7 @@ import (
 
 	"github.com/pimguard/pimguard/graphcheck"
 	"github.com/pimguard/pimguard/middleware"
+	"github.com/pimguard/pimguard/redisstore"
 )
 
 // config is the example's configuration, read from PIMGUARD_* environment
@@ -30,6 +34,13 @@ type config struct {
 	AccountChecks middleware.AccountChecks
 	Preflight     bool // check Graph permissions at start (default: on in real mode)
 	Addr          string
+	// RedisURL turns fleet mode on: the replicas share their lookups,
+	// purges and Graph limits on this Redis (redisstore). Empty: this
+	// process alone.
+	RedisURL string
+	// SharedKey authenticates what the fleet writes to Redis; set exactly
+	// when RedisURL is.
+	SharedKey sharedKey
 }
 
 // Demo reports whether no tenant is configured. loadConfig refuses a
@@ -69,6 +80,8 @@ var (
 		"PIMGUARD_ACCOUNT_CHECKS",
 		"PIMGUARD_PREFLIGHT",
 		"PIMGUARD_ADDR",
+		"PIMGUARD_REDIS_URL",
+		"PIMGUARD_SHARED_KEY",
 	}
 )
 
@@ -170,6 +183,9 @@ func loadConfig(getenv func(string) string) (config, error) {
 	if _, err := listenHost("PIMGUARD_ADDR", c.Addr); err != nil {
 		return c, err
 	}
+	if c.RedisURL, c.SharedKey, err = fleetVars(getenv); err != nil {
+		return c, err
+	}
 	if c.Demo() {
 		return c, nil
 	}
@@ -203,6 +219,72 @@ func loadConfig(getenv func(string) string) (config, error) {
 		return c, fmt.Errorf("PIMGUARD_GRAPH_AUTH: %q is neither azure nor none", c.GraphAuth)
 	}
 	return c, nil
+}
+
+// fleetVars reads PIMGUARD_REDIS_URL and PIMGUARD_SHARED_KEY, which are
+// set together or not at all. Neither the key nor the URL's userinfo (an
+// ACL password) appears in an error: a key is described by its length.
+func fleetVars(getenv func(string) string) (string, sharedKey, error) {
+	rawURL, rawKey := getenv("PIMGUARD_REDIS_URL"), getenv("PIMGUARD_SHARED_KEY")
+	redisURL, keyText := strings.TrimSpace(rawURL), strings.TrimSpace(rawKey)
+	switch {
+	case rawURL == "" && rawKey == "":
+		return "", nil, nil
+	case rawURL == "":
+		return "", nil, errors.New("PIMGUARD_SHARED_KEY is set but PIMGUARD_REDIS_URL is not: set PIMGUARD_REDIS_URL for fleet mode, or unset PIMGUARD_SHARED_KEY")
+	case redisURL == "":
+		// A secret that expanded to nothing must not quietly turn
+		// fleet mode off.
+		return "", nil, errors.New("PIMGUARD_REDIS_URL: set to blanks; set it to a URL such as redis://127.0.0.1:6379/0, or unset it")
+	}
+	if err := redisstore.CheckURL(redisURL); err != nil {
+		return "", nil, fmt.Errorf("PIMGUARD_REDIS_URL: %v", err)
+	}
+	if keyText == "" {
+		return "", nil, fmt.Errorf("PIMGUARD_SHARED_KEY: required with PIMGUARD_REDIS_URL: at least %d random bytes in base64, "+
+			"the same on every replica (generate one with openssl rand -base64 32)", redisstore.MinKeySize)
+	}
+	key, ok := decodeBase64(keyText)
+	switch {
+	case !ok:
+		return "", nil, fmt.Errorf("PIMGUARD_SHARED_KEY: the value (%d characters) is not base64; generate one with openssl rand -base64 32", len(keyText))
+	case len(key) < redisstore.MinKeySize:
+		return "", nil, fmt.Errorf("PIMGUARD_SHARED_KEY: decodes to %d bytes; it needs at least %d random bytes (openssl rand -base64 32)", len(key), redisstore.MinKeySize)
+	}
+	return redisURL, key, nil
+}
+
+// decodeBase64 decodes s in standard base64, padded or not, or in the
+// URL-safe alphabet.
+func decodeBase64(s string) ([]byte, bool) {
+	for _, enc := range []*base64.Encoding{base64.StdEncoding, base64.RawStdEncoding, base64.URLEncoding, base64.RawURLEncoding} {
+		if b, err := enc.DecodeString(s); err == nil {
+			return b, true
+		}
+	}
+	return nil, false
+}
+
+// sharedKey is the fleet's HMAC key. It prints, logs and marshals as its
+// length only, so that a config printed whole (%+v, a test failure, a log
+// attribute, JSON) never shows it.
+type sharedKey []byte
+
+// Format writes the key's length, whatever the verb.
+func (k sharedKey) Format(f fmt.State, _ rune) { fmt.Fprint(f, k.describe()) }
+
+// LogValue is the key's length.
+func (k sharedKey) LogValue() slog.Value { return slog.StringValue(k.describe()) }
+
+// MarshalText is the key's length: encoding/json would otherwise write the
+// key in base64.
+func (k sharedKey) MarshalText() ([]byte, error) { return []byte(k.describe()), nil }
+
+func (k sharedKey) describe() string {
+	if k == nil {
+		return "[no key]"
+	}
+	return fmt.Sprintf("[%d-byte key]", len(k))
 }
 
 // unmarshalVar reads the variable name into v with v's UnmarshalText, the

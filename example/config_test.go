@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
+	"log/slog"
 	"maps"
 	"net"
 	"strings"
@@ -106,6 +108,8 @@ var (
 		"PIMGUARD_ACCOUNT_CHECKS": "enabled,sessions",
 		"PIMGUARD_PREFLIGHT":      "off",
 		"PIMGUARD_ADDR":           "127.0.0.1:0",
+		"PIMGUARD_REDIS_URL":      "redis://127.0.0.1:6379/0",
+		"PIMGUARD_SHARED_KEY":     testSharedKey,
 	}
 )
 
@@ -396,4 +400,164 @@ func (w *listenWatch) Write(p []byte) (int, error) {
 		}
 	}
 	return len(p), nil
+}
+
+// Fleet-mode keys of the tests. Each is a distinctive string, so that a test
+// can tell when one leaks into an error or a log line.
+const (
+	// testSharedKey is 32 bytes in standard base64: the shortest key
+	// accepted.
+	testSharedKey = "cGltZ3VhcmQtdGVzdC1rZXktMzItYnl0ZXMtbG9uZyE="
+	// testSharedKeyURLSafe is 33 bytes (0xfb 0xef 0xbe ×11) in the
+	// URL-safe alphabet.
+	testSharedKeyURLSafe = "--------------------------------------------"
+	// testShortKey is 31 bytes in standard base64.
+	testShortKey = "cGltZ3VhcmQtdGVzdC1rZXktMzEtYnl0ZXMtbG9uZw=="
+	// testNotBase64 is not base64 in any alphabet.
+	testNotBase64 = "hunter2-is-not-base64!"
+	// testRedisPassword is the ACL password of URLs in tests.
+	testRedisPassword = "redis-acl-s3cret"
+)
+
+// TestLoadConfigFleet: PIMGUARD_REDIS_URL and PIMGUARD_SHARED_KEY turn fleet
+// mode on together, in demo and real mode; either without the other, a key
+// that is not base64 or shorter than 32 bytes, or a URL redisstore cannot
+// use stops the program, naming the variable, and no error shows the key
+// or the URL's password.
+func TestLoadConfigFleet(t *testing.T) {
+	fleet := func(url, key string, extra ...string) map[string]string {
+		m := map[string]string{}
+		if url != "" {
+			m["PIMGUARD_REDIS_URL"] = url
+		}
+		if key != "" {
+			m["PIMGUARD_SHARED_KEY"] = key
+		}
+		for i := 0; i+1 < len(extra); i += 2 {
+			m[extra[i]] = extra[i+1]
+		}
+		return m
+	}
+	const url = "redis://127.0.0.1:6379/0"
+	tests := []struct {
+		name      string
+		env       map[string]string
+		wantErr   string   // prefix of the error; empty = valid
+		wantNamed []string // also named by the error
+		wantURL   string   // config.RedisURL when valid
+		wantKey   int      // len(config.SharedKey) when valid
+	}{
+		{"no fleet mode", fleet("", ""), "", nil, "", 0},
+		{"good", fleet(url, testSharedKey), "", nil, url, 32},
+		{"good, blanks and a newline around the key", fleet(url, " "+testSharedKey+"\n"), "", nil, url, 32},
+		{"good, key without padding", fleet(url, strings.TrimRight(testSharedKey, "=")), "", nil, url, 32},
+		{"good, URL-safe key", fleet(url, testSharedKeyURLSafe), "", nil, url, 33},
+		{"good, TLS with an ACL user", fleet("rediss://pimguard:"+testRedisPassword+"@redis.internal:6380/2", testSharedKey), "", nil,
+			"rediss://pimguard:" + testRedisPassword + "@redis.internal:6380/2", 32},
+		{"good, real mode", fleet(url, testSharedKey, "PIMGUARD_TENANT_ID", testTenant, "PIMGUARD_AUDIENCES", "api://x"), "", nil, url, 32},
+		{"missing key", fleet(url, ""), "PIMGUARD_SHARED_KEY", []string{"PIMGUARD_REDIS_URL"}, "", 0},
+		{"missing key, real mode", fleet(url, "", "PIMGUARD_TENANT_ID", testTenant, "PIMGUARD_AUDIENCES", "api://x"), "PIMGUARD_SHARED_KEY", nil, "", 0},
+		{"blank key", fleet(url, "  "), "PIMGUARD_SHARED_KEY", nil, "", 0},
+		{"short key", fleet(url, testShortKey), "PIMGUARD_SHARED_KEY", []string{"31 bytes"}, "", 0},
+		{"bad base64", fleet(url, testNotBase64), "PIMGUARD_SHARED_KEY", []string{"not base64"}, "", 0},
+		{"key without URL", fleet("", testSharedKey), "PIMGUARD_SHARED_KEY", []string{"PIMGUARD_REDIS_URL"}, "", 0},
+		{"blank key without URL", fleet("", " "), "PIMGUARD_SHARED_KEY", []string{"PIMGUARD_REDIS_URL"}, "", 0},
+		{"key with a blank URL", fleet("  ", testSharedKey), "PIMGUARD_REDIS_URL", nil, "", 0},
+		{"URL without scheme", fleet("127.0.0.1:6379", testSharedKey), "PIMGUARD_REDIS_URL", nil, "", 0},
+		{"URL of another scheme", fleet("http://127.0.0.1:6379", testSharedKey), "PIMGUARD_REDIS_URL", []string{"redis://"}, "", 0},
+		{"URL without host", fleet("redis:///0", testSharedKey), "PIMGUARD_REDIS_URL", nil, "", 0},
+		{"URL with a bad database", fleet("redis://u:"+testRedisPassword+"@127.0.0.1:6379/zero", testSharedKey), "PIMGUARD_REDIS_URL", []string{"database"}, "", 0},
+		{"URL that does not parse, with a password", fleet("redis://u:"+testRedisPassword+"@127.0.0.1:port/0", testSharedKey), "PIMGUARD_REDIS_URL", nil, "", 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c, err := loadConfig(env(tt.env))
+			if tt.wantErr == "" {
+				if err != nil {
+					t.Fatalf("unexpected error: %v", err)
+				}
+				if c.RedisURL != tt.wantURL || len(c.SharedKey) != tt.wantKey {
+					t.Errorf("RedisURL %q, key of %d bytes; want %q and %d", c.RedisURL, len(c.SharedKey), tt.wantURL, tt.wantKey)
+				}
+				// Printed whole, the config shows the key's length only.
+				for _, verb := range []string{"%v", "%+v", "%#v", "%s", "%x"} {
+					if out := fmt.Sprintf(verb, c); len(c.SharedKey) > 0 &&
+						(strings.Contains(out, string(c.SharedKey)) || strings.Contains(out, fmt.Sprintf("%x", []byte(c.SharedKey))) ||
+							strings.Contains(out, strings.TrimSpace(tt.env["PIMGUARD_SHARED_KEY"]))) {
+						t.Errorf("fmt %s of the config shows the key: %s", verb, out)
+					}
+				}
+				return
+			}
+			if err == nil {
+				t.Fatalf("no error; want one starting with %s", tt.wantErr)
+			}
+			if !strings.HasPrefix(err.Error(), tt.wantErr) {
+				t.Errorf("err = %v, want one starting with %s", err, tt.wantErr)
+			}
+			for _, n := range tt.wantNamed {
+				if !strings.Contains(err.Error(), n) {
+					t.Errorf("err %q does not say %q", err, n)
+				}
+			}
+			for _, secret := range []string{strings.TrimSpace(tt.env["PIMGUARD_SHARED_KEY"]), testRedisPassword} {
+				if secret != "" && strings.Contains(err.Error(), secret) {
+					t.Errorf("err %q shows a secret", err)
+				}
+			}
+		})
+	}
+}
+
+// TestSharedKeyNeverPrinted: the decoded key prints and logs as its length.
+func TestSharedKeyNeverPrinted(t *testing.T) {
+	k := sharedKey("0123456789abcdef0123456789abcdef")
+	var logged bytes.Buffer
+	slog.New(slog.NewJSONHandler(&logged, nil)).Info("config", "key", k, "config", config{SharedKey: k})
+	for _, out := range []string{fmt.Sprint(k), fmt.Sprintf("%q", k), fmt.Sprintf("%x", k), fmt.Sprintf("%#v", config{SharedKey: k}), logged.String()} {
+		if strings.Contains(out, "0123456789") || strings.Contains(out, "3031323334") || strings.Contains(out, "MDEyMzQ1Njc4") {
+			t.Errorf("the key shows in %q", out)
+		}
+		if !strings.Contains(out, "32-byte key") {
+			t.Errorf("%q does not give the key's length", out)
+		}
+	}
+}
+
+// TestRunRefusesFleetMisconfiguration: through run, as main calls it, a
+// fleet-mode mistake stops the program at start with exit code 2 and a
+// message naming the variable, in demo and real mode, never showing the
+// key. The context is cancelled from the start, so a program that went
+// on anyway could not serve.
+func TestRunRefusesFleetMisconfiguration(t *testing.T) {
+	realMode := map[string]string{"PIMGUARD_TENANT_ID": testTenant, "PIMGUARD_AUDIENCES": "api://x", "PIMGUARD_PREFLIGHT": "off"}
+	tests := []struct {
+		name, url, key string
+		want           string
+	}{
+		{"URL without key", "redis://127.0.0.1:6379/0", "", "example: configuration: PIMGUARD_SHARED_KEY: required with PIMGUARD_REDIS_URL"},
+		{"short key", "redis://127.0.0.1:6379/0", testShortKey, "example: configuration: PIMGUARD_SHARED_KEY: decodes to 31 bytes"},
+		{"bad base64", "redis://127.0.0.1:6379/0", testNotBase64, "example: configuration: PIMGUARD_SHARED_KEY: the value (22 characters) is not base64"},
+		{"key without URL", "", testSharedKey, "example: configuration: PIMGUARD_SHARED_KEY is set but PIMGUARD_REDIS_URL is not"},
+		{"URL of another scheme", "https://u:" + testRedisPassword + "@127.0.0.1/", testSharedKey, "example: configuration: PIMGUARD_REDIS_URL: "},
+	}
+	for _, tt := range tests {
+		for _, mode := range []string{"demo", "real"} {
+			t.Run(mode+"/"+tt.name, func(t *testing.T) {
+				kv := map[string]string{"PIMGUARD_REDIS_URL": tt.url, "PIMGUARD_SHARED_KEY": tt.key}
+				if mode == "real" {
+					maps.Copy(kv, realMode)
+				}
+				code, stderr := runCancelled(t, nil, kv)
+				if code != 2 || !strings.Contains(stderr, tt.want) {
+					t.Fatalf("exit %d, stderr %q; want 2 and %q", code, stderr, tt.want)
+				}
+				for _, secret := range []string{tt.key, testRedisPassword} {
+					if secret != "" && strings.Contains(stderr, secret) {
+						t.Errorf("stderr %q shows a secret", stderr)
+					}
+				}
+			})
+		}
+	}
 }

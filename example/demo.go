@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/rand"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -42,11 +43,15 @@ type demoTenant struct {
 	tenant *graphtest.Server
 	clock  *graphtest.Clock
 	cfg    config
+	// fleetPrefix namespaces the Redis keys of the apps on this fake
+	// tenant in fleet mode (see appConfig).
+	fleetPrefix string
 }
 
 func startDemoTenant(cfg config) (*demoTenant, error) {
 	clock := graphtest.NewLiveClock()
-	d := &demoTenant{tenant: graphtest.NewServer(graphtest.Options{Clock: clock}), clock: clock, cfg: cfg}
+	d := &demoTenant{tenant: graphtest.NewServer(graphtest.Options{Clock: clock}), clock: clock, cfg: cfg,
+		fleetPrefix: "pimguard-demo-" + rand.Text()}
 	seed := []error{
 		d.tenant.AddUser(janeID, "jane@contoso.example"),
 		d.tenant.AddUser(bobID, "bob@contoso.example"),
@@ -69,7 +74,16 @@ func (d *demoTenant) Close() { d.tenant.Close() }
 
 // appConfig points the app at the fake tenant: its authority, its Graph
 // emulator (no credential: loopback only) and its clock.
+//
+// In fleet mode (PIMGUARD_REDIS_URL) the apps on this fake tenant share
+// Redis keys of their own: every demo process makes up the same tenant ID
+// and people, in a fake tenant of its own whose clock its walkthrough
+// jumps ahead, so a state one demo looked up is not another's to serve.
 func (d *demoTenant) appConfig(cfg config) appConfig {
+	fleet := fleetConfig(cfg)
+	if fleet.URL != "" {
+		fleet.Prefix = d.fleetPrefix
+	}
 	ac := appConfig{
 		auth: middleware.AuthenticatorConfig{
 			Tenants:   []string{graphtest.TenantID},
@@ -78,6 +92,7 @@ func (d *demoTenant) appConfig(cfg config) appConfig {
 		},
 		graph:         msgraph.Config{BaseURL: d.tenant.GraphURL(), InsecureNoCredential: true},
 		guard:         guardConfig(cfg),
+		fleet:         fleet,
 		auditorsGroup: auditorsID,
 		preflight:     cfg.Preflight,
 		users:         directoryUsers,

@@ -6,7 +6,9 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -89,6 +91,8 @@ func TestInvalidConfigurationStopsAtStart(t *testing.T) {
 		{[]string{"PIMGUARD_TENANT_ID=" + graphtest.TenantID}, "PIMGUARD_AUDIENCES"},
 		{[]string{"PIMGUARD_CACHE_TTL=soon"}, "PIMGUARD_CACHE_TTL"},
 		{[]string{"PIMGUARD_TENANT_ID=" + graphtest.TenantID, "PIMGUARD_AUDIENCES=api://x", "PIMGUARD_GRAPH_AUTH=none"}, "PIMGUARD_GRAPH_AUTH"},
+		{[]string{"PIMGUARD_REDIS_URL=redis://127.0.0.1:6379/0"}, "PIMGUARD_SHARED_KEY: required"},
+		{[]string{"PIMGUARD_SHARED_KEY=" + testSharedKey}, "PIMGUARD_SHARED_KEY is set but PIMGUARD_REDIS_URL is not"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.want, func(t *testing.T) {
@@ -300,6 +304,36 @@ func startRealMode(t *testing.T, bin string, tenant *graphtest.Server, extra ...
 			t.Error("example did not stop within 30s of SIGTERM")
 		}
 	}
+}
+
+// startDemoReplicas runs n instances of the example app in-process, in demo
+// mode, on one fake tenant: the replicas of one deployment behind a load
+// balancer. They are configured through kv as run reads the environment
+// and log to logs. It returns the fake tenant and the replicas' base URLs;
+// everything stops when t ends.
+func startDemoReplicas(t *testing.T, n int, kv map[string]string, logs io.Writer) (*demoTenant, []string) {
+	t.Helper()
+	cfg, err := loadConfig(env(kv))
+	must(t, err)
+	if !cfg.Demo() {
+		t.Fatalf("%v does not configure demo mode", kv)
+	}
+	demo, err := startDemoTenant(cfg)
+	must(t, err)
+	t.Cleanup(demo.Close)
+	var bases []string
+	for i := range n {
+		logger := slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelInfo})).With("replica", i)
+		a, err := newApp(context.Background(), demo.appConfig(cfg), logger)
+		must(t, err)
+		srv := httptest.NewServer(a.routes())
+		t.Cleanup(func() {
+			srv.Close()
+			must(t, a.Close())
+		})
+		bases = append(bases, srv.URL)
+	}
+	return demo, bases
 }
 
 func call(t *testing.T, method, url, token string) (*http.Response, []byte) {

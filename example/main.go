@@ -90,6 +90,11 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		fmt.Fprintln(stderr, "example: startup:", err)
 		return 1
 	}
+	defer func() {
+		if err := a.Close(); err != nil {
+			logger.Warn("example: closing", "err", err)
+		}
+	}()
 
 	ln, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {

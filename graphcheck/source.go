@@ -105,6 +105,13 @@ var (
 	// timeouts, connection failures, malformed or unexpected bodies. Retry
 	// later; never read it as "no roles".
 	ErrUnavailable = errors.New("graphcheck: Graph unavailable")
+	// ErrOutage is wrapped, beside ErrUnavailable, by the failures that say
+	// Graph itself is down for everyone rather than that one lookup went
+	// wrong: refused or dropped connections, 5xx answers, throttling that
+	// outlasted the retries, timeouts. A malformed or unexpected answer for
+	// one principal is ErrUnavailable without ErrOutage. Circuit breakers
+	// (graphcheck/breaker) count only these.
+	ErrOutage = errors.New("graphcheck: Graph outage")
 )
 
 // PermissionError names the permission whose absence made Graph refuse a

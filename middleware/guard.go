@@ -209,6 +209,7 @@ type Guard struct {
 	cfg     GuardConfig
 	cache   *cache.Cache[string, *lookupResult]
 	metrics guardMetrics
+	lookups lookupHealth // the last lookup outcome per tenant, for Health
 }
 
 // lookupResult is a cached answer of the Source: a state, or the definite
@@ -329,8 +330,13 @@ type rule struct {
 	needsLive bool
 }
 
+// newRule prepares a validated requirement for the request path.
+func (g *Guard) newRule(r Requirement) *rule {
+	return &rule{req: r, str: r.String(), needsLive: r.needsLive() || g.cfg.AccountChecks != 0}
+}
+
 func (g *Guard) middleware(r Requirement) func(http.Handler) http.Handler {
-	ru := &rule{req: r, str: r.String(), needsLive: r.needsLive() || g.cfg.AccountChecks != 0}
+	ru := g.newRule(r)
 	return func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
 			g.serve(w, req, next, ru)
@@ -359,23 +365,47 @@ type decision struct {
 	attrs   []slog.Attr
 }
 
+// serve is Require's and Load's handler: the decision of [Guard.decide],
+// then the rejection or next, with the state in the context.
 func (g *Guard) serve(w http.ResponseWriter, r *http.Request, next http.Handler, ru *rule) {
-	ctx := r.Context()
-	p, ok := PrincipalFromContext(ctx)
-	if !ok {
-		g.finish(w, r, &decision{rule: ru, outcome: "error", source: stateNone, level: slog.LevelError,
-			rej: g.rejection(ErrNoPrincipal)})
+	var d decision
+	state := g.decide(r, ru, &d)
+	if d.rej != nil {
+		g.cfg.ErrorWriter(w, r, d.rej)
 		return
 	}
-	d := decision{rule: ru, p: p, source: stateNone}
+	if state != nil {
+		r = r.WithContext(ContextWithLiveState(r.Context(), state))
+	}
+	next.ServeHTTP(w, r)
+}
+
+// decide is the one decision path of [Guard.Require], [Guard.Load] and
+// [Guard.Check]: it decides ru for r at Now, fills d (a refusal in d.rej),
+// counts the decision and writes its record. On an allow it returns the
+// live state, nil when ru needed none.
+func (g *Guard) decide(r *http.Request, ru *rule, d *decision) *graphcheck.State {
+	state := g.evaluate(r.Context(), ru, d)
+	g.record(r, d)
+	return state
+}
+
+// evaluate is decide without the record.
+func (g *Guard) evaluate(ctx context.Context, ru *rule, d *decision) *graphcheck.State {
+	d.rule, d.source = ru, stateNone
+	p, ok := PrincipalFromContext(ctx)
+	if !ok {
+		d.outcome, d.level, d.rej = "error", slog.LevelError, g.rejection(ErrNoPrincipal)
+		return nil
+	}
+	d.p = p
 	var state *graphcheck.State
 	if ru.needsLive {
 		var err error
-		state, err = g.lookup(ctx, p, &d)
+		state, err = g.lookup(ctx, p, d)
 		if err != nil {
 			d.rej = g.rejection(err)
-			g.finish(w, r, &d)
-			return
+			return nil
 		}
 	}
 	if state != nil {
@@ -386,23 +416,17 @@ func (g *Guard) serve(w http.ResponseWriter, r *http.Request, next http.Handler,
 				d.outcome, d.level = "error", slog.LevelWarn
 			}
 			d.rej = g.rejection(err)
-			g.finish(w, r, &d)
-			return
+			return nil
 		}
 	}
 	e := evaluation{state: state, principal: p, now: g.cfg.Now(), tokenAndLive: g.cfg.ClaimsPolicy == PolicyTokenAndLive}
 	if !ru.req.eval(&e) {
 		d.outcome, d.level = "deny", g.cfg.DenialLogLevel.Level()
 		d.rej = g.denial(ru, e.failures)
-		g.finish(w, r, &d)
-		return
+		return nil
 	}
 	d.outcome, d.level = "allow", g.cfg.AllowLogLevel.Level()
-	g.finish(w, r, &d)
-	if state != nil {
-		r = r.WithContext(ContextWithLiveState(ctx, state))
-	}
-	next.ServeHTTP(w, r)
+	return state
 }
 
 // lookup returns p's live state, filling in d's source, latency and, on
@@ -494,6 +518,14 @@ func (g *Guard) load(ctx context.Context, key string) (cache.Result[*lookupResul
 		return cache.Result[*lookupResult]{Value: &lookupResult{notFound: err}, Negative: true}, nil
 	}
 	s, err := g.cfg.Source.Lookup(ctx, gp)
+	res, err := g.result(key, gp, s, err)
+	g.lookups.observe(gp.TenantID, err, g.cfg.Now())
+	return res, err
+}
+
+// result is load's reading of the Source's answer for key.
+func (g *Guard) result(key string, gp graphcheck.Principal, s *graphcheck.State, err error) (cache.Result[*lookupResult], error) {
+	var none cache.Result[*lookupResult]
 	switch {
 	case errors.Is(err, graphcheck.ErrPrincipalNotFound):
 		// A definite answer: remember it briefly, so that a deleted user's
@@ -514,13 +546,26 @@ func (g *Guard) load(ctx context.Context, key string) (cache.Result[*lookupResul
 	return cache.Result[*lookupResult]{Value: &lookupResult{state: s}, NotAfter: s.NotAfter(), Negative: s.Empty()}, nil
 }
 
-// rejection classifies err and applies the Guard's realm and Retry-After.
+// rejection classifies err and applies the Guard's realm and Retry-After:
+// [GuardConfig.RetryAfter], or the hint of an error in err's chain that has
+// a RetryAfter method (a retryHint, such as graphcheck/breaker's
+// OpenError, whose hint is the rest of the tenant's cool-down).
 func (g *Guard) rejection(err error) *Rejection {
 	rej := RejectionFor(err, g.cfg.Realm)
 	if rej.Status == http.StatusServiceUnavailable {
 		rej.RetryAfter = g.cfg.RetryAfter
+		if h, ok := errors.AsType[retryHint](err); ok && h.RetryAfter() > 0 {
+			rej.RetryAfter = h.RetryAfter()
+		}
 	}
 	return rej
+}
+
+// retryHint is an error that knows when trying again is worth it, e.g.
+// graphcheck/breaker's OpenError: the rest of the tenant's cool-down.
+type retryHint interface {
+	error
+	RetryAfter() time.Duration
 }
 
 // denial builds the 403 for unmet requirements. The first failure, in the
@@ -539,9 +584,8 @@ func (g *Guard) denial(ru *rule, failures []failure) *Rejection {
 	return rej
 }
 
-// finish counts the decision, writes its record and, for a refusal, the
-// rejection.
-func (g *Guard) finish(w http.ResponseWriter, r *http.Request, d *decision) {
+// record counts the decision and writes its record.
+func (g *Guard) record(r *http.Request, d *decision) {
 	ctx := r.Context()
 	g.metrics.decided(ctx, d)
 	if g.cfg.Logger.Enabled(ctx, d.level) {
@@ -571,9 +615,6 @@ func (g *Guard) finish(w http.ResponseWriter, r *http.Request, d *decision) {
 		}
 		attrs = append(attrs, d.attrs...)
 		g.cfg.Logger.LogAttrs(ctx, d.level, "pimguard: authorization decision", attrs...)
-	}
-	if d.rej != nil {
-		g.cfg.ErrorWriter(w, r, d.rej)
 	}
 }
 
@@ -621,6 +662,10 @@ func (g *Guard) Preflight(ctx context.Context) error {
 		return fmt.Errorf("%w: %T", ErrPreflightUnsupported, g.cfg.Source)
 	}
 	if err := pf.Preflight(ctx, g.cfg.AccountChecks.need(false)|g.cfg.AccountChecks.need(true)); err != nil {
+		if errors.Is(err, errors.ErrUnsupported) {
+			// A wrapper (graphcheck/breaker) around a Source without Preflight.
+			return fmt.Errorf("%w: %T: %w", ErrPreflightUnsupported, g.cfg.Source, err)
+		}
 		return fmt.Errorf("middleware: preflight: %w", err)
 	}
 	return nil

@@ -117,7 +117,8 @@ type Store struct {
 
 	epoch   atomic.Uint64 // InvalidateAll generation, part of every entry key
 	up      atomic.Bool
-	stateMu sync.Mutex // serialises reachability transitions and their logs
+	since   atomic.Int64 // UnixNano (Config.Now) of the last change of up, or of New
+	stateMu sync.Mutex   // serialises reachability transitions and their logs
 
 	subMu sync.Mutex
 	subs  map[int]func([]string)
@@ -179,6 +180,7 @@ func New(cfg Config) (*Store, error) {
 	s := &Store{cfg: cfg, client: cfg.Client, subs: map[int]func([]string){},
 		rejectLog: rate.Sometimes{Interval: time.Minute}}
 	s.keys = append([][]byte{cfg.Key}, cfg.PreviousKeys...)
+	s.since.Store(cfg.Now().UnixNano())
 	if s.client == nil {
 		opts, err := parseURL(cfg.URL)
 		if err != nil {
@@ -219,6 +221,7 @@ func (s *Store) Close() error {
 	s.stop()
 	s.done.Wait()
 	s.up.Store(false)
+	s.since.Store(s.cfg.Now().UnixNano())
 	if s.reg != nil {
 		_ = s.reg.Unregister()
 	}
@@ -294,6 +297,7 @@ func (s *Store) setUp(up bool, cause error) {
 		return
 	}
 	s.up.Store(up)
+	s.since.Store(s.cfg.Now().UnixNano())
 	if !up {
 		s.cfg.Logger.Warn("redisstore: Redis unreachable; each replica now serves from Graph and its own cache until it is back",
 			"error", cause.Error())

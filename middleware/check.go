@@ -1,0 +1,56 @@
+package middleware
+
+import (
+	"log/slog"
+	"net/http"
+)
+
+// Check decides req for the request r now, inside a handler, for rules
+// known only once the handler has read the URL or the directory (e.g.
+// "Helpdesk Administrator tenant-wide, or scoped to an administrative unit
+// that holds the target user"). It returns nil when req is met, and
+// otherwise the [Rejection] to answer with: write it with
+// [Guard.WriteRejection], and do not perform the operation.
+//
+// A Check is the decision [Guard.Require] makes, on the same path: the
+// [Principal] that [Authenticator.Handler] put in r's context, the live
+// state from the Guard's cache (or one coalesced Source lookup), the
+// [GuardConfig.AccountChecks] and [GuardConfig.ClaimsPolicy], one decision
+// record and one count in pimguard.decisions per call. Its refusals are
+// those of Require: 403 when req is not met, 401 principal_not_found or an
+// account check's code, 503 pim_unavailable with Retry-After when the live
+// state cannot be fetched, and 500 internal_error when r carries no
+// Principal (no Authenticator in front) or req is invalid
+// ([Requirement.Validate]): Require panics on an invalid requirement when
+// routes are built, but a requirement built per request can only be
+// refused, never guessed at.
+//
+// Check does not change r: the live state it used is not put in the
+// context (a [Guard.Load] in front of the handler does that). Calling
+// Check several times for one request makes as many decisions, each
+// recorded, and at most one Source lookup (the cache holds the state). It
+// is safe for concurrent use.
+func (g *Guard) Check(r *http.Request, req Requirement) *Rejection {
+	if err := req.Validate(); err != nil {
+		d := decision{rule: &rule{req: req, str: req.String()}, source: stateNone,
+			outcome: "error", level: slog.LevelError, rej: g.rejection(err)}
+		if p, ok := PrincipalFromContext(r.Context()); ok {
+			d.p = p
+		}
+		g.record(r, &d)
+		return d.rej
+	}
+	var d decision
+	g.decide(r, g.newRule(req), &d)
+	return d.rej
+}
+
+// WriteRejection writes rej, as returned by [Guard.Check], with the
+// Guard's [GuardConfig.ErrorWriter] (default the package's
+// [WriteRejection]): the status, WWW-Authenticate or Retry-After, and the
+// standard JSON body. It writes nothing for a nil rej.
+func (g *Guard) WriteRejection(w http.ResponseWriter, r *http.Request, rej *Rejection) {
+	if rej != nil {
+		g.cfg.ErrorWriter(w, r, rej)
+	}
+}

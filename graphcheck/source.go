@@ -2,8 +2,12 @@ package graphcheck
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/base64"
 	"errors"
 	"fmt"
+	"slices"
+	"strings"
 )
 
 // Principal identifies whose state to fetch.
@@ -18,6 +22,15 @@ type Principal struct {
 	// Need lists the facts to fetch besides PIM state (account, risk). It
 	// is part of [Principal.LookupKey], not of [Principal.Key].
 	Need Need
+	// CheckGroups lists the groups whose live, transitive membership the
+	// lookup must check, PIM-managed or not: the answer is
+	// [State.MemberOf], asked with [State.MemberOfGroup]. The zero value
+	// checks none. Build it once, when configuring (middleware's Guard
+	// builds one for all its requirements), and copy it into every
+	// Principal: it carries the part of [Principal.LookupKey] that names
+	// its groups, computed by [NewGroupSet], so that a key costs no more
+	// than without it. It is part of LookupKey, not of Key.
+	CheckGroups GroupSet
 }
 
 // Key returns "tenant/object": a cache key for what depends on the directory
@@ -26,27 +39,32 @@ type Principal struct {
 // [Principal.LookupKey] instead.
 func (p Principal) Key() string { return p.TenantID + "/" + p.ObjectID }
 
-// LookupKey returns "tenant/object/kind/need", e.g. "…/…/u/ar" or
-// "…/…/sp/-": a cache key for the answer of a Lookup of p. Kind is u (user)
-// or sp (service principal); need lists a ([NeedAccount]) and r
-// ([NeedRisk]), or is - for neither. A State holds what its lookup asked
-// for and no more (Account and Risk are nil unless Need asked for them,
-// Risk always for a service principal), so an answer cached for one kind or
-// Need must never be served to a lookup of another: keyed by Key alone, an
-// app-only request's state, without account or risk, would be served to a
-// user request for the same object ID. The codes are short so that a key
-// costs what Key costs: one concatenation, and for GUIDs one allocation of
-// the same size class.
+// LookupKey returns "tenant/object/kind/need" followed by the key of
+// CheckGroups, e.g. "…/…/u/ar", "…/…/sp/-" or "…/…/u/a/g1:…": a cache key
+// for the answer of a Lookup of p. Kind is u (user) or sp (service
+// principal); need lists a ([NeedAccount]) and r ([NeedRisk]), or is - for
+// neither; the groups part ([GroupSet.Key]) is empty when CheckGroups is,
+// and otherwise names the number of groups and a SHA-256 digest of their
+// sorted IDs. A State holds what its lookup asked for and no more (Account
+// and Risk are nil unless Need asked for them, Risk always for a service
+// principal; MemberOf answers for the groups of CheckGroups only), so an
+// answer cached for one kind, Need or group set must never be served to a
+// lookup of another: keyed by Key alone, an app-only request's state,
+// without account or risk, would be served to a user request for the same
+// object ID, and a state that checked group A would answer "not a member"
+// of group B. The codes are short and the groups part is computed once,
+// by [NewGroupSet], so that a key costs what Key costs: one concatenation,
+// and for GUIDs one allocation.
 func (p Principal) LookupKey() string {
 	kind := 0
 	if p.ServicePrincipal {
 		kind = 1
 	}
 	if int(p.Need) < len(lookupKeySuffixes[kind]) {
-		return p.TenantID + "/" + p.ObjectID + lookupKeySuffixes[kind][p.Need]
+		return p.TenantID + "/" + p.ObjectID + lookupKeySuffixes[kind][p.Need] + p.CheckGroups.key
 	}
 	// A Need bit added without a code here still makes a distinct key.
-	return fmt.Sprintf("%s/%s/%s/need(%#x)", p.TenantID, p.ObjectID, lookupKeyKinds[kind], uint8(p.Need))
+	return fmt.Sprintf("%s/%s/%s/need(%#x)%s", p.TenantID, p.ObjectID, lookupKeyKinds[kind], uint8(p.Need), p.CheckGroups.key)
 }
 
 // lookupKeyKinds are the kind codes of [Principal.LookupKey].
@@ -178,4 +196,159 @@ type Preflighter interface {
 type Purger interface {
 	Purge(tenantID, objectID string)
 	PurgeAll()
+}
+
+// MaxCheckGroups bounds the groups of a [GroupSet]. Graph's checkMemberGroups
+// takes up to 20 group IDs per call, so graphcheck/msgraph asks 100 groups
+// in five sub-requests, which still travel in the lookup's one $batch
+// (with the three PIM requests, the account and the risk: ten of the 20
+// a $batch may hold).
+const MaxCheckGroups = 100
+
+// GroupSet is an immutable set of group object IDs whose live membership a
+// lookup checks ([Principal.CheckGroups]): distinct lower-case GUIDs in
+// sorted order, with the [Principal.LookupKey] part that names them,
+// computed once. The zero value is the empty set. Make one with
+// [NewGroupSet]. A GroupSet is two strings, so it copies cheaply, compares
+// with == (as does a Principal holding one) and is safe for concurrent
+// use.
+type GroupSet struct {
+	list string // the sorted, distinct, lower-case GUIDs joined by ","; "" for none
+	key  string // "" for the empty set, else "/g<n>:<digest>"
+}
+
+// guidLen is the length of a GUID in the 8-4-4-4-12 form.
+const guidLen = 36
+
+// NewGroupSet returns the set of the given group object IDs, compared and
+// kept in lower case; duplicates count once. It fails when an ID is not a
+// GUID or when there are more than [MaxCheckGroups] distinct IDs. No ID
+// means the empty set. Call it when configuring, not per request: it
+// sorts, hashes and allocates.
+func NewGroupSet(ids ...string) (GroupSet, error) {
+	if len(ids) == 0 {
+		return GroupSet{}, nil
+	}
+	out := make([]string, 0, len(ids))
+	for _, id := range ids {
+		if !IsGUID(id) {
+			return GroupSet{}, fmt.Errorf("graphcheck: group ID %.40q is not a GUID", id)
+		}
+		out = append(out, strings.ToLower(id))
+	}
+	slices.Sort(out)
+	out = slices.Compact(out)
+	if len(out) > MaxCheckGroups {
+		return GroupSet{}, fmt.Errorf("graphcheck: %d groups to check, more than %d", len(out), MaxCheckGroups)
+	}
+	list := strings.Join(out, ",")
+	sum := sha256.Sum256([]byte(list))
+	return GroupSet{list: list, key: fmt.Sprintf("/g%d:%s", len(out), base64.RawURLEncoding.EncodeToString(sum[:]))}, nil
+}
+
+// Len returns the number of groups in g.
+func (g GroupSet) Len() int { return (len(g.list) + 1) / (guidLen + 1) }
+
+// IDs returns g's group IDs, lower case, sorted and distinct, in a new
+// slice; nil for the empty set.
+func (g GroupSet) IDs() []string {
+	if g.list == "" {
+		return nil
+	}
+	return strings.Split(g.list, ",")
+}
+
+// Contains reports whether id (compared case-insensitively) is in g.
+func (g GroupSet) Contains(id string) bool {
+	if len(id) != guidLen {
+		return false
+	}
+	for i := 0; i < len(g.list); i += guidLen + 1 {
+		if strings.EqualFold(g.list[i:i+guidLen], id) {
+			return true
+		}
+	}
+	return false
+}
+
+// Key returns the part of [Principal.LookupKey] that names g: "" for the
+// empty set, else "/g<n>:" and the unpadded base64url SHA-256 digest of the
+// sorted IDs joined by commas. Two sets have the same Key exactly when
+// they hold the same groups.
+func (g GroupSet) Key() string { return g.key }
+
+// String returns the IDs joined by commas, for logs.
+func (g GroupSet) String() string { return g.list }
+
+// Needs that no lookup asks for through [Principal.Need]: they tell a
+// [Preflighter] what else the Source will be asked, so that it checks the
+// permissions those requests need. A Source ignores them in a Principal
+// (setting them there only lengthens its LookupKey): a lookup checks
+// membership because its [Principal.CheckGroups] is not empty, and
+// [UserDirectory.User] is a call of its own.
+const (
+	// NeedGroupMembership says that lookups will check live group
+	// membership ([Principal.CheckGroups]).
+	NeedGroupMembership Need = 1 << (iota + 2)
+	// NeedAdministrativeUnits says that the Source will be asked for users
+	// and their administrative units ([UserDirectory]).
+	NeedAdministrativeUnits
+)
+
+// DirectoryUser is a user of the directory as a [UserDirectory] describes
+// it: typically the target of an operation (the user whose password a
+// helpdesk resets), not the caller, whose live state is a [State].
+type DirectoryUser struct {
+	// TenantID and ID are the tenant's and the user's object IDs, lower
+	// case.
+	TenantID string
+	ID       string
+	// DisplayName and UserPrincipalName are the user's, as the directory
+	// holds them ("" when it holds none).
+	DisplayName       string
+	UserPrincipalName string
+	// AdministrativeUnits are the IDs of the administrative units the user
+	// is a member of (graphcheck/msgraph reports them lower case, sorted
+	// and distinct; the methods do not rely on it). Membership of an
+	// administrative unit is direct: a unit holding a group does not hold
+	// the group's members, as in Microsoft Entra ID, where a role scoped to
+	// the unit covers the group but not its members.
+	AdministrativeUnits []string
+}
+
+// InAdministrativeUnit reports whether the user is a member of the
+// administrative unit auID (compared case-insensitively). A nil
+// DirectoryUser is in none.
+func (u *DirectoryUser) InAdministrativeUnit(auID string) bool {
+	return u != nil && containsID(u.AdministrativeUnits, auID)
+}
+
+// Scopes returns the directory scopes a role assignment may have to cover
+// the user: [TenantScope] and "/administrativeUnits/{id}" for each of its
+// administrative units, the values to try in [State.RoleActive] for "this
+// role, tenant-wide or scoped to a unit that holds the target user". A nil
+// DirectoryUser has the tenant scope only.
+func (u *DirectoryUser) Scopes() []string {
+	out := []string{TenantScope}
+	if u == nil {
+		return out
+	}
+	for _, au := range u.AdministrativeUnits {
+		out = append(out, "/administrativeUnits/"+au)
+	}
+	return out
+}
+
+// UserDirectory is implemented by Sources that can describe any user of
+// the directory, not only the principal of a request: graphcheck/msgraph
+// reads Graph, graphtest its fake directory, and a demo may answer from
+// users of its own. User returns the user userID of tenant tenantID, with
+// its administrative units. It wraps [ErrInvalidPrincipal] when an ID is
+// not a GUID (nothing is asked), [ErrPrincipalNotFound] when the directory
+// has no such user, and otherwise the sentinels of [Source]'s lookups; it
+// never returns a partial user. Implementations must be safe for
+// concurrent use and bound every call. Nothing is cached: each call asks
+// the directory.
+type UserDirectory interface {
+	User(ctx context.Context, tenantID, userID string) (*DirectoryUser, error)
 }

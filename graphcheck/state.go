@@ -1,6 +1,7 @@
 package graphcheck
 
 import (
+	"slices"
 	"strings"
 	"time"
 )
@@ -82,6 +83,18 @@ type State struct {
 	// Risk is the user's Identity Protection risk when the lookup was
 	// asked for it ([NeedRisk]); nil otherwise, and for service principals.
 	Risk *Risk
+
+	// CheckedGroups are the groups whose live membership the lookup
+	// checked: the IDs of [Principal.CheckGroups] (lower case, sorted);
+	// nil when it checked none. MemberOf are those of them the principal
+	// was a member of when Graph answered, directly or through nested
+	// groups, permanently or through an active PIM-for-Groups membership
+	// (lower case, sorted). Ask [State.MemberOfGroup] rather than read
+	// them. Both are left out of JSON when empty, so that a State without
+	// membership encodes as before (a shared tier's replicas on an older
+	// version still read it).
+	CheckedGroups []string `json:",omitempty"`
+	MemberOf      []string `json:",omitempty"`
 }
 
 // NotAfter returns the earliest end among the State's assignments, or the
@@ -105,6 +118,60 @@ func (s *State) NotAfter() time.Time {
 
 // Empty reports whether the State holds no assignment at all.
 func (s *State) Empty() bool { return len(s.Roles) == 0 && len(s.Groups) == 0 }
+
+// MemberOfGroup reports whether the principal is a live (transitive)
+// member of groupID at now, as far as the State can tell. known is false
+// when it cannot: when the lookup did not check groupID (it is not in
+// CheckedGroups: the caller asked for a group its Principal.CheckGroups
+// lacked, which must fail the decision, never deny it as "not a member"),
+// and, for a principal that was a member, from the end of the earliest of
+// its PIM-for-Groups "member" assignments on: Graph's answer does not say
+// which membership made it a member, and one that ended may have been
+// that one. A State within its [State.NotAfter] never gets there, since
+// NotAfter is at most that end; a stale one served past it does. A
+// membership that started after FetchedAt is not seen until the next
+// lookup, as for roles. A nil State knows nothing.
+func (s *State) MemberOfGroup(now time.Time, groupID string) (member, known bool) {
+	if s == nil || !containsID(s.CheckedGroups, groupID) {
+		return false, false
+	}
+	if !containsID(s.MemberOf, groupID) {
+		return false, true
+	}
+	for _, g := range s.Groups {
+		if strings.EqualFold(g.AccessID, AccessMember) && !g.End.IsZero() && !now.Before(g.End) {
+			return false, false
+		}
+	}
+	return true, true
+}
+
+// CheckedAll reports whether the lookup that made s checked the membership
+// of every group of g, as a lookup of a Principal whose CheckGroups is g
+// does: a cache in front of a Source verifies it before it stores or
+// serves a State for such a lookup. The empty set is always checked. It
+// does not allocate.
+func (s *State) CheckedAll(g GroupSet) bool {
+	if g.Len() == 0 {
+		return true
+	}
+	if s == nil {
+		return false
+	}
+	for i := 0; i < len(g.list); i += guidLen + 1 {
+		if !containsID(s.CheckedGroups, g.list[i:i+guidLen]) {
+			return false
+		}
+	}
+	return true
+}
+
+// containsID reports whether ids hold id, compared case-insensitively. It
+// does not rely on their order: a State may come from a Source that did
+// not sort them, or from JSON.
+func containsID(ids []string, id string) bool {
+	return slices.ContainsFunc(ids, func(x string) bool { return strings.EqualFold(x, id) })
+}
 
 // RoleActive returns the assignment that makes roleDefinitionID active at
 // now in exactly the given directory scope, preferring the one that lasts

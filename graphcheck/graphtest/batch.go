@@ -1,6 +1,7 @@
 package graphtest
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -61,6 +62,12 @@ func (s *Server) handleBatch(req *graphRequest) graphResponse {
 			return s.graphError(req, http.StatusBadRequest, "BadRequest", "Invalid batch payload format: request id '"+it.ID+"' is repeated.")
 		case it.Method == "" || it.URL == "":
 			return s.graphError(req, http.StatusBadRequest, "BadRequest", "Invalid batch payload format: request '"+it.ID+"' has no method or url.")
+		case hasBody(it.Body) && headerOf(it.Headers, "Content-Type") == "":
+			// "When a body is included with the request, the headers
+			// object must contain a value for Content-Type." (JSON
+			// batching): the outer request's does not count.
+			return s.graphError(req, http.StatusBadRequest, "BadRequest",
+				"Invalid batch payload format: request '"+it.ID+"' has a body but no Content-Type header.")
 		}
 		for _, dep := range it.DependsOn {
 			if !ids[dep] {
@@ -108,7 +115,7 @@ func (s *Server) subRequest(outer *graphRequest, it batchItem) *graphRequest {
 	for k, v := range it.Headers {
 		sub.header.Set(k, v)
 	}
-	if len(it.Body) > 0 {
+	if hasBody(it.Body) {
 		sub.body = it.Body
 	}
 	rawPath, rawQuery, _ := strings.Cut(it.URL, "?")
@@ -127,6 +134,24 @@ func (s *Server) subRequest(outer *graphRequest, it batchItem) *graphRequest {
 	})
 	s.mu.Unlock()
 	return sub
+}
+
+// hasBody reports whether a sub-request carries a body: a JSON value other
+// than null (the Go SDK sends "body":null with every GET).
+func hasBody(b json.RawMessage) bool {
+	b = bytes.TrimSpace(b)
+	return len(b) > 0 && !bytes.Equal(b, []byte("null"))
+}
+
+// headerOf looks a header up case-insensitively in a sub-request's
+// headers object.
+func headerOf(h map[string]string, name string) string {
+	for k, v := range h {
+		if strings.EqualFold(k, name) {
+			return v
+		}
+	}
+	return ""
 }
 
 func flatHeader(h http.Header) map[string]string {

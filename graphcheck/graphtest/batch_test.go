@@ -18,6 +18,7 @@ type batchReq struct {
 	Method    string            `json:"method"`
 	URL       string            `json:"url"`
 	Headers   map[string]string `json:"headers,omitempty"`
+	Body      any               `json:"body,omitempty"`
 	DependsOn []string          `json:"dependsOn,omitempty"`
 }
 

@@ -39,7 +39,12 @@ const (
 	kindUser objKind = iota + 1
 	kindServicePrincipal
 	kindGroup
+	kindAdministrativeUnit
 )
+
+// principalKinds are the kinds that may be members of groups and hold
+// roles: everything but administrative units.
+var principalKinds = []objKind{kindUser, kindServicePrincipal, kindGroup}
 
 func (k objKind) String() string {
 	switch k {
@@ -47,6 +52,8 @@ func (k objKind) String() string {
 		return "user"
 	case kindServicePrincipal:
 		return "servicePrincipal"
+	case kindAdministrativeUnit:
+		return "administrativeUnit"
 	default:
 		return "group"
 	}
@@ -63,7 +70,7 @@ type dirObject struct {
 	sessionsValidFrom  time.Time
 	lastPasswordChange time.Time
 	roleAssignable     bool            // groups
-	members            map[string]bool // groups: permanent direct members
+	members            map[string]bool // groups and administrative units: permanent direct members
 }
 
 type directory struct {
@@ -197,10 +204,12 @@ func (d *directory) canJoin(g, member *dirObject, now time.Time) error {
 // permanent direct member of group gid. Groups nest, except into
 // role-assignable groups, and cycles are refused. The membership is plain
 // directory membership: it does not appear in the PIM for Groups endpoint
-// (use [Server.AssignGroup] for that).
+// (use [Server.AssignGroup] for that), but it counts, directly and through
+// nesting, in transitiveMemberOf and checkMemberGroups, as an active PIM
+// for Groups member assignment does while it lasts.
 func (s *Server) AddGroupMember(gid, memberID string) error {
 	return s.updateObject(gid, kindGroup, func(d *directory, g *dirObject) error {
-		m, err := d.need(memberID)
+		m, err := d.need(memberID, principalKinds...)
 		if err != nil {
 			return err
 		}
@@ -286,7 +295,7 @@ func (s *Server) SetServicePrincipalEnabled(oid string, enabled bool) error {
 // not modelled). Afterwards the ID is unknown like any other: /users/{id}
 // and its transitiveMemberOf answer 404 Request_ResourceNotFound, and the
 // seeding methods wrap [ErrNotFound]. Its
-// permanent group memberships and every PIM instance naming it as principal
+// permanent group and administrative unit memberships and every PIM instance naming it as principal
 // (role and PIM for Groups assignments, activations and eligibilities) are
 // removed rather than ended: they appear in no answer, whatever the clock
 // says, and a user added later with the same ID starts with none. Its
@@ -310,9 +319,7 @@ func (s *Server) deleteObject(oid string, kind objKind) error {
 		delete(d.objects, o.id)
 		d.order = slices.DeleteFunc(d.order, func(id string) bool { return id == o.id })
 		for _, g := range d.objects {
-			if g.kind == kindGroup {
-				delete(g.members, o.id)
-			}
+			delete(g.members, o.id) // groups and administrative units
 		}
 		held := func(x *schedule) bool { return x.principalID == o.id }
 		for _, ps := range []*pimSchedules{&d.roles, &d.groups} {

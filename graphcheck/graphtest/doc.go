@@ -43,12 +43,26 @@
 //     single-object GET renders it;
 //   - /identityProtection/riskyUsers and /identityProtection/riskyUsers/{id},
 //     the Identity Protection riskyUser records, filterable on id;
+//   - /users/{id}/memberOf/microsoft.graph.administrativeUnit (or
+//     /graph.administrativeUnit) and /memberOf/microsoft.graph.group, the
+//     administrative units and groups a user (or service principal) is a
+//     direct member of, and /directory/administrativeUnits;
+//
+// POST /users/{id}/checkMemberGroups and
+// /servicePrincipals/{id}/checkMemberGroups, whose body
+// {"groupIds":[...]} names up to [MaxCheckMemberGroups] groups and whose
+// answer {"value":[...]} lists those the object is a transitive member of
+// at the clock's now: directly, through nested groups, or through an active
+// PIM for Groups member assignment (unknown group IDs are not memberships;
+// an ID that is not a GUID, or more than 20, is a 400);
 //
 // and POST /$batch with up to [MaxBatchRequests] sub-requests, executed in
-// order (dependsOn is honoured with 424 Failed Dependency). Request bodies
-// may be gzip-compressed (Content-Encoding: gzip), as Kiota's compression
-// handler sends them. Any other path answers 400 BadRequest naming the
-// first segment it does not know, any other method 405.
+// order (dependsOn is honoured with 424 Failed Dependency). A sub-request
+// with a body must name its Content-Type in its own headers object, as
+// Graph's JSON batching requires; the batch is a 400 otherwise. Request
+// bodies may be gzip-compressed (Content-Encoding: gzip), as Kiota's
+// compression handler sends them. Any other path answers 400 BadRequest
+// naming the first segment it does not know, any other method 405.
 //
 // Collections honour $select, $filter (clauses "prop eq 'guid'",
 // "prop in ('guid',...)", "prop eq true" joined by "and"; anything else,
@@ -62,7 +76,9 @@
 // # Seeding the directory and driving PIM
 //
 // [Server.AddUser], [Server.AddServicePrincipal], [Server.AddGroup] and
-// [Server.AddGroupMember] build a small directory. [Server.AssignRole] and
+// [Server.AddGroupMember] (groups nest) build a small directory;
+// [Server.AddAdministrativeUnit] and [Server.AddAdministrativeUnitMember]
+// put users and groups into administrative units. [Server.AssignRole] and
 // [Server.MakeEligible] give directory roles (to users, service principals
 // or role-assignable groups); [Server.ActivateRole] and
 // [Server.DeactivateRole] drive PIM activation. [Server.AssignGroup],
@@ -118,9 +134,10 @@
 // justification), schedule requests and schedules (only assignment
 // instances), eligibility instances, the filterByCurrentUser functions and
 // /me, roleAssignments and transitiveRoleAssignments, directory roles as
-// objects, administrative units beyond their IDs in directoryScopeId, app
+// objects, a check that a scope's administrative unit exists, app
 // scopes, lookups by userPrincipalName, /directoryObjects, /groups/{id},
-// direct memberOf, dynamic groups, the recycle bin
+// memberOf without a cast, checkMemberObjects and getMemberGroups, dynamic
+// groups and administrative units, hidden membership, the recycle bin
 // (directory/deletedItems, restore), writes (the seeding methods stand in
 // for them), Identity Protection beyond riskyUser records (risk
 // detections, risky service principals, a record's history, the dismiss

@@ -79,6 +79,19 @@ func objectEntity(o *dirObject) entity {
 			{"displayName", o.displayName},
 			{"servicePrincipalType", "Application"},
 		}
+	case kindAdministrativeUnit:
+		// As in Graph's List administrativeUnits sample; a null
+		// visibility is public, a null membershipType assigned.
+		return entity{
+			{"id", o.id},
+			{"deletedDateTime", nil},
+			{"displayName", o.displayName},
+			{"description", nil},
+			{"membershipRule", nil},
+			{"membershipType", nil},
+			{"membershipRuleProcessingState", nil},
+			{"visibility", nil},
+		}
 	}
 	return entity{
 		{"id", o.id},
@@ -117,7 +130,8 @@ func (s *Server) getObject(req *graphRequest, ep *endpoint, kind objKind, id str
 	return s.single(req, ep, q, e)
 }
 
-// listObjects serves GET /users and /groups: the objects of kind in
+// listObjects serves GET /users, /groups and
+// /directory/administrativeUnits: the objects of kind in
 // creation order, rendered as the single-object GETs render them (users
 // with their default properties unless $select says otherwise).
 func (s *Server) listObjects(req *graphRequest, ep *endpoint, kind objKind) graphResponse {

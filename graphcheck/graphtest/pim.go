@@ -67,7 +67,7 @@ func roleGrant(principalID, roleDefinitionID, scope string) grant {
 // validRole checks a role's principal (a user, service principal or
 // role-assignable group), definition and scope. Callers hold d.mu.
 func validRole(d *directory, g grant, _ time.Time) (grant, error) {
-	p, err := d.need(g.principalID)
+	p, err := d.need(g.principalID, principalKinds...)
 	if err != nil {
 		return g, err
 	}
@@ -255,7 +255,7 @@ func validGroup(d *directory, g grant, now time.Time) (grant, error) {
 	if err != nil {
 		return g, err
 	}
-	p, err := d.need(g.principalID)
+	p, err := d.need(g.principalID, principalKinds...)
 	if err != nil {
 		return g, err
 	}

@@ -277,6 +277,13 @@ func TestPreflight(t *testing.T) {
 			want: []string{msgraph.PermissionRiskyUser}},
 		{name: "no P2 for risky users", need: all, faults: map[string]graphtest.Fault{"/identityProtection/": graphtest.LicenseRequiredFault()},
 			want: []string{msgraph.LicenceRisk}},
+		{name: "group membership: /users and /groups probed", need: graphcheck.NeedGroupMembership, trips: 4},
+		{name: "group membership, users denied", need: graphcheck.NeedGroupMembership, faults: map[string]graphtest.Fault{"/users": graphtest.DeniedFault()},
+			want: []string{msgraph.PermissionUser}},
+		{name: "administrative units: /users and units probed", need: graphcheck.NeedAdministrativeUnits, trips: 5},
+		{name: "administrative units denied", need: graphcheck.NeedAdministrativeUnits, faults: map[string]graphtest.Fault{"/directory/administrativeUnits": graphtest.DeniedFault()},
+			want: []string{msgraph.PermissionAdministrativeUnit}},
+		{name: "users probed once for every need", need: all | graphcheck.NeedGroupMembership | graphcheck.NeedAdministrativeUnits, trips: 6},
 		{name: "several missing", need: all, faults: map[string]graphtest.Fault{
 			"/groups": graphtest.DeniedFault(), "/users": graphtest.DeniedFault(), "/identityProtection/": graphtest.DeniedFault()},
 			want: []string{msgraph.PermissionGroupMember, msgraph.PermissionUser, msgraph.PermissionRiskyUser}},

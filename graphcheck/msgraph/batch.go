@@ -55,6 +55,11 @@ type collection struct {
 	absent func()
 	// onePage stops after the first page (a preflight probe).
 	onePage bool
+	// post, when set, makes the request a POST of this JSON body (an
+	// action such as checkMemberGroups; single must be set too) instead
+	// of a GET. Retries send the same body again: only read-only actions
+	// are sent this way.
+	post []byte
 }
 
 // subAnswer is one $batch sub-response.
@@ -243,6 +248,12 @@ func (s *Source) sendBatch(ctx context.Context, chunk []*collection) (answers []
 		}
 		ri := abstractions.NewRequestInformation()
 		ri.Method = abstractions.GET
+		if c.post != nil {
+			// The $batch item carries the body and, as JSON batching
+			// requires of a request with a body, its Content-Type.
+			ri.Method = abstractions.POST
+			ri.SetStreamContentAndContentType(c.post, "application/json")
+		}
 		ri.SetUri(*u)
 		item, err := batch.AddBatchRequestStep(*ri) // sets a UUID item id
 		if err != nil {

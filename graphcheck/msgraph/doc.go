@@ -41,6 +41,27 @@
 // unreadable answer. [Source.Purge] and [Source.PurgeAll] drop cached risk;
 // a lookup running meanwhile does not store the risk it read before them.
 //
+// A lookup whose [graphcheck.Principal.CheckGroups] is not empty also asks
+// which of those groups the principal is a live, transitive member of,
+// PIM-managed or not, in the same $batch:
+//
+//	POST /users/{oid}/checkMemberGroups   {"groupIds":[up to 20 group IDs]}
+//
+// (/servicePrincipals/{oid}/checkMemberGroups for a service principal),
+// one sub-request per 20 groups (at most [graphcheck.MaxCheckGroups], so
+// that everything still fits one $batch). Graph answers the IDs of the
+// groups asked that the object belongs to, however many groups it belongs
+// to in all; the answer becomes [graphcheck.State.MemberOf]. An ID that was
+// not asked about, a further page or anything but an array of strings
+// makes the answer unreadable: a lookup never yields a State without the
+// membership it was asked for.
+//
+// [Source.User] describes another user of the directory, e.g. the target
+// of a helpdesk operation ([graphcheck.UserDirectory]): one $batch of GET
+// /users/{id}?$select=id,displayName,userPrincipalName and GET
+// /users/{id}/memberOf/graph.administrativeUnit?$select=id&$top=999
+// (paged as above), with a 404 meaning no such user.
+//
 // [Source.Preflight] sends one cheap request per feature at start, so that
 // a missing permission or licence stops a service before it serves.
 //
@@ -72,6 +93,17 @@
 // licence for AadPremiumLicenseRequired; 429, 5xx, timeouts, connection
 // failures, credential failures and malformed or wrongly shaped JSON are
 // [graphcheck.ErrUnavailable]. No failure produces a State.
+//
+// Of those, the failures that say Graph is down for everyone rather than
+// that one lookup went wrong also wrap [graphcheck.ErrOutage]: a 5xx, a 429
+// that the retries did not get past (or whose Retry-After, or the tenant's
+// pause, does not fit before the deadline), a deadline (Config.Timeout or
+// the caller's), and a connection refused, reset or dropped (or a DNS
+// failure, or a network timeout). A 3xx, 400, 401, 403 or 404, a malformed
+// or unexpected answer, a nextLink refused, too many pages, the riskyUsers
+// limiter, a credential that gets no token, a TLS certificate that does not
+// verify and the caller's cancellation do not: a circuit breaker counting
+// ErrOutage opens on the former only.
 //
 // 429, 503 and 504 answers, of a whole $batch or of single sub-requests
 // inside one, are retried up to [Config.MaxRetries] times after the
@@ -126,10 +158,12 @@
 //     as "/roleManagement/directory/roleAssignmentScheduleInstances". 503
 //     and 504 answers, retried the same way, are not counted: they are
 //     outages, not throttling;
-//   - a span per [Source.Lookup], pimguard.graph.lookup, and per
+//   - a span per [Source.Lookup], pimguard.graph.lookup, per
+//     [Source.User], pimguard.graph.user, and per
 //     [Source.Preflight], pimguard.graph.preflight, with attributes
-//     pimguard.tenant_id (lookups), pimguard.service_principal (lookups),
-//     pimguard.need (e.g. ["account","risk"]), pimguard.graph.round_trips
+//     pimguard.tenant_id (lookups, User), pimguard.service_principal
+//     (lookups), pimguard.check_groups (how many groups a lookup checks,
+//     when any), pimguard.need (e.g. ["account","risk"]), pimguard.graph.round_trips
 //     and pimguard.outcome ("ok" or the class), and on failure error.type
 //     and status Error with the class (classes, comma-separated, for a
 //     preflight). Spans carry no object ID, no token and no error text.
@@ -157,6 +191,8 @@
 //	Application.Read.All (service principals only)   [PermissionServicePrincipalMemberOf]
 //	User.Read.All (account checks)                   [PermissionUser]
 //	IdentityRiskyUser.Read.All (risk check)          [PermissionRiskyUser]
+//	GroupMember.Read.All and User.Read.All           [PermissionCheckMemberGroups] (live group membership; users)
+//	AdministrativeUnit.Read.All                      [PermissionAdministrativeUnit] (Source.User, with User.Read.All)
 //
 // GroupMember.Read.All is needed even though User.Read.All suffices to call
 // transitiveMemberOf: without a group permission Graph returns the groups

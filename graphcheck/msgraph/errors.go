@@ -1,12 +1,16 @@
 package msgraph
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
+	"net"
 	"net/http"
 	"strings"
+	"syscall"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azidentity"
 	abstractions "github.com/microsoft/kiota-abstractions-go"
@@ -44,6 +48,17 @@ const (
 	// PermissionRiskyUser reads Identity Protection's riskyUsers, for the
 	// risk check ([graphcheck.NeedRisk]).
 	PermissionRiskyUser = "IdentityRiskyUser.Read.All"
+	// PermissionCheckMemberGroups is what POST
+	// /users/{id}/checkMemberGroups needs, for live group membership
+	// ([graphcheck.Principal.CheckGroups]): both permissions, the least
+	// privileged pair Graph documents for application callers (or
+	// Directory.Read.All alone). For a service principal it is
+	// [PermissionServicePrincipalMemberOf].
+	PermissionCheckMemberGroups = PermissionGroupMember + " and " + PermissionUser
+	// PermissionAdministrativeUnit reads administrative units and their
+	// membership, for [Source.User] (which also reads the user itself,
+	// with [PermissionUser]).
+	PermissionAdministrativeUnit = "AdministrativeUnit.Read.All"
 	// LicencePIM is what a 403 AadPremiumLicenseRequired asks for.
 	LicencePIM = "a Microsoft Entra ID P2 or Microsoft Entra ID Governance licence"
 	// LicenceRisk is what Identity Protection's riskyUsers need, and what a
@@ -53,6 +68,8 @@ const (
 
 // endpoint describes one kind of Graph request for error classification.
 type endpoint struct {
+	// method is the request's method; "" means GET.
+	method string
 	// path is the request's path template below the version (no IDs, no
 	// query), used in error texts and [graphcheck.PermissionError.Request].
 	path string
@@ -76,9 +93,20 @@ var (
 	epSP         = &endpoint{path: "/servicePrincipals/{id}", permission: PermissionServicePrincipalMemberOf, principal: true}
 	epRisk       = &endpoint{path: "/identityProtection/riskyUsers/{id}", permission: PermissionRiskyUser, licence: LicenceRisk}
 
+	// checkMemberGroups, for live group membership.
+	epUserCheckGroups = &endpoint{method: http.MethodPost, path: "/users/{id}/checkMemberGroups", permission: PermissionCheckMemberGroups, principal: true}
+	epSPCheckGroups   = &endpoint{method: http.MethodPost, path: "/servicePrincipals/{id}/checkMemberGroups", permission: PermissionServicePrincipalMemberOf, principal: true}
+
+	// A user's administrative units, for Source.User (with epUser).
+	epUserUnits = &endpoint{path: "/users/{id}/memberOf/graph.administrativeUnit", permission: PermissionAdministrativeUnit, principal: true}
+
+	// The $batch itself, when no sub-request is to blame.
+	epBatch = &endpoint{path: "/$batch"}
+
 	// Preflight requests, one per feature (see Source.Preflight).
 	epUsers      = &endpoint{path: "/users", permission: PermissionUser}
 	epRiskyUsers = &endpoint{path: "/identityProtection/riskyUsers", permission: PermissionRiskyUser, licence: LicenceRisk}
+	epUnits      = &endpoint{path: "/directory/administrativeUnits", permission: PermissionAdministrativeUnit}
 )
 
 // request names the request in error texts, e.g. "GET /groups".
@@ -86,7 +114,7 @@ func (ep *endpoint) request() string {
 	if ep.path == "/$batch" {
 		return "POST /$batch"
 	}
-	return "GET " + ep.path
+	return cmp.Or(ep.method, http.MethodGet) + " " + ep.path
 }
 
 // batchEndpoint describes the POST /$batch carrying the given requests: a
@@ -158,7 +186,10 @@ func retryable(status int) bool {
 // classifyStatus is the one place that turns a failed Graph answer (a whole
 // response or a $batch sub-response) into an error wrapping a graphcheck
 // sentinel. code and message come from Graph's error envelope and may be
-// empty.
+// empty. A 5xx, and a 429 (which reaches a caller only once retries are
+// spent or cannot fit before the deadline: see fetch), also wrap
+// [graphcheck.ErrOutage]: Graph is down or throttling the tenant, not
+// refusing one request. A 3xx, 400, 401, 403 or 404 does not.
 func classifyStatus(ep *endpoint, status int, code, message string) error {
 	detail := fmt.Sprintf("%s answered %d", ep.request(), status)
 	if code != "" {
@@ -188,7 +219,9 @@ func classifyStatus(ep *endpoint, status int, code, message string) error {
 		}
 		return &graphcheck.PermissionError{Permission: ep.permission, Request: ep.path, Code: code, Err: graphcheck.ErrPermissionDenied}
 	case status == http.StatusTooManyRequests:
-		return fmt.Errorf("%w: %w: %s", graphcheck.ErrUnavailable, errThrottled, detail)
+		return fmt.Errorf("%w: %w: %w: %s", graphcheck.ErrUnavailable, graphcheck.ErrOutage, errThrottled, detail)
+	case status >= 500 && status <= 599:
+		return outage("%s", detail)
 	case status == http.StatusUnauthorized:
 		return fmt.Errorf("%w: token refused: %s", graphcheck.ErrUnavailable, detail)
 	}
@@ -199,6 +232,10 @@ func classifyStatus(ep *endpoint, status int, code, message string) error {
 // context, or an SDK error value) into an error wrapping a graphcheck
 // sentinel. It reads SDK error types through their nil-safe getters only:
 // ODataError.Error() dereferences the "error" object and panics without it.
+// A deadline, a connection refused, reset or dropped, and a network
+// timeout also wrap [graphcheck.ErrOutage] (see connectionFailure); the
+// caller giving up (context.Canceled), a credential that gets no token and
+// anything else do not.
 func classifyErr(ep *endpoint, err error) error {
 	var (
 		odata   *odataerrors.ODataError
@@ -207,7 +244,7 @@ func classifyErr(ep *endpoint, err error) error {
 	)
 	switch {
 	case errors.Is(err, context.DeadlineExceeded):
-		return fmt.Errorf("%w: %s: Graph did not answer in time: %w", graphcheck.ErrUnavailable, ep.request(), err)
+		return outage("%s: Graph did not answer in time: %w", ep.request(), err)
 	case errors.Is(err, context.Canceled):
 		return fmt.Errorf("%w: %s: %w", graphcheck.ErrUnavailable, ep.request(), err)
 	case errors.As(err, &odata):
@@ -220,6 +257,8 @@ func classifyErr(ep *endpoint, err error) error {
 		if api.ResponseStatusCode != 0 {
 			return classifyStatus(ep, api.ResponseStatusCode, "", "")
 		}
+	case connectionFailure(err):
+		return outage("%s: %v", ep.request(), clip(err.Error()))
 	case errors.As(err, &authErr):
 		return fmt.Errorf("%w: the credential could not get a Graph token: %v", graphcheck.ErrUnavailable, clip(err.Error()))
 	}
@@ -249,4 +288,35 @@ var errThrottled = errors.New("throttled")
 // unavailable returns an error wrapping [graphcheck.ErrUnavailable].
 func unavailable(format string, args ...any) error {
 	return fmt.Errorf("%w: "+format, append([]any{graphcheck.ErrUnavailable}, args...)...)
+}
+
+// outage returns an error wrapping [graphcheck.ErrUnavailable] and
+// [graphcheck.ErrOutage]: Graph is down for everyone, not wrong about one
+// request.
+func outage(format string, args ...any) error {
+	return fmt.Errorf("%w: %w: "+format, append([]any{graphcheck.ErrUnavailable, graphcheck.ErrOutage}, args...)...)
+}
+
+// connectionFailure reports whether err says that Graph could not be
+// reached or dropped the connection: a dial, read or write failure
+// (*net.OpError: refused, reset, unreachable, DNS), an answer cut short
+// (io.EOF, io.ErrUnexpectedEOF), or a network timeout. A TLS certificate
+// that does not verify is none of these: it is a configuration (or an
+// attack), not an outage.
+func connectionFailure(err error) bool {
+	var (
+		op  *net.OpError
+		dns *net.DNSError
+		ne  net.Error
+	)
+	switch {
+	case errors.As(err, &op), errors.As(err, &dns):
+		return true
+	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF),
+		errors.Is(err, syscall.ECONNREFUSED), errors.Is(err, syscall.ECONNRESET), errors.Is(err, syscall.EPIPE):
+		return true
+	case errors.As(err, &ne):
+		return ne.Timeout()
+	}
+	return false
 }

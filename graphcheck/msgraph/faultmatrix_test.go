@@ -13,6 +13,10 @@ package msgraph_test
 // an allow that live state would not give, never the handler on an error
 // path. After the row, the fault is removed and the same Source and Guard
 // must answer from live state again (Graph recovering without restart).
+// The checkMemberGroups rows also ask each lookup for live membership of a
+// group (graphcheck.Principal.CheckGroups), as a Guard requiring it would:
+// a failing checkMemberGroups must fail the lookup, never leave a State
+// without the answer.
 //
 // The fake clock drives tokens, PIM and the Guard's cache; Source.Sleep is
 // stubbed (it records the waits and returns at once) except in one row.
@@ -28,6 +32,7 @@ package msgraph_test
 import (
 	"bytes"
 	"cmp"
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -42,6 +47,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pimguard/pimguard/graphcheck"
 	"github.com/pimguard/pimguard/graphcheck/graphtest"
 	"github.com/pimguard/pimguard/graphcheck/msgraph"
 	"github.com/pimguard/pimguard/middleware"
@@ -118,6 +124,29 @@ type fmRow struct {
 	// by sourceTimeout) may still be hanging when the fault is removed, so
 	// recovery may take up to that long in real time.
 	slowRecovery bool
+	// groups makes every lookup also check live membership of fmGroups
+	// (graphcheck.Principal.CheckGroups: checkMemberGroups in the same
+	// $batch), through a Source that adds them to the Principal the Guard
+	// asks about.
+	groups bool
+}
+
+// fmGroups are the groups the groups rows check: carol is a member.
+var fmGroups = func() graphcheck.GroupSet {
+	g, err := graphcheck.NewGroupSet(admins)
+	if err != nil {
+		panic(err)
+	}
+	return g
+}()
+
+// fmCheckGroups makes f answer each principal's checkMemberGroups.
+func fmCheckGroups(f graphtest.Fault) []fmFault {
+	var out []fmFault
+	for _, w := range fmWho {
+		out = append(out, fmFault{graphtest.GraphMatch{Path: "/users/" + w.oid + "/checkMemberGroups", Scope: graphtest.InsideBatch}, f})
+	}
+	return out
 }
 
 func fmOne(m graphtest.GraphMatch, f graphtest.Fault) []fmFault { return []fmFault{{m, f}} }
@@ -340,6 +369,23 @@ var fmRows = []fmRow{
 	{name: "risk: 404 with another code", checks: fmAllChecks, faults: fmOne(fmRisk, graphtest.Fault{Status: 404, Code: "UnknownError"})},
 	{name: "risk: 404 without an error envelope", checks: fmAllChecks, faults: fmOne(fmRisk, graphtest.Fault{Status: 404, Body: `{}`})},
 	{name: "risk: 404 HTML", checks: fmAllChecks, faults: fmOne(fmRisk, graphtest.Fault{Status: 404, Body: `<html><body>404 Not Found</body></html>`})},
+
+	// Live group membership: a checkMemberGroups sub-request that fails
+	// fails the lookup (503), never a state without the membership answer;
+	// Graph saying the principal is gone is a refusal.
+	{name: "checkMemberGroups, no fault", groups: true, want: fmTruth, waits: []time.Duration{}},
+	{name: "checkMemberGroups: 500", groups: true, faults: fmCheckGroups(graphtest.Fault{Status: 500})},
+	{name: "checkMemberGroups: 403 Authorization_RequestDenied", groups: true, faults: fmCheckGroups(graphtest.DeniedFault())},
+	{name: "checkMemberGroups: 400", groups: true, faults: fmCheckGroups(graphtest.Fault{Status: 400})},
+	{name: "checkMemberGroups: 404 Request_ResourceNotFound", groups: true, faults: fmCheckGroups(graphtest.Fault{Status: 404, Code: "Request_ResourceNotFound"}),
+		want: [3]fmOutcome{fmNotFound, fmNotFound, fmNotFound}},
+	{name: "checkMemberGroups: 429 once", groups: true, faults: fmCheckGroups(once(graphtest.ThrottledFault("1"))), want: fmTruth, waits: []time.Duration{time.Second}},
+	{name: "checkMemberGroups: 429 persistent", groups: true, faults: fmCheckGroups(graphtest.ThrottledFault("1")), waits: fmRetryAll3},
+	{name: "checkMemberGroups: malformed JSON", groups: true, faults: fmCheckGroups(graphtest.MalformedJSONFault())},
+	{name: "checkMemberGroups: value null", groups: true, faults: fmCheckGroups(graphtest.Fault{Body: `{"value":null}`})},
+	{name: "checkMemberGroups: a group not asked about", groups: true, faults: fmCheckGroups(graphtest.Fault{Body: `{"value":["` + secops + `"]}`})},
+	{name: "checkMemberGroups: connection reset", groups: true, faults: fmCheckGroups(graphtest.Fault{Kind: graphtest.FaultDropConnection})},
+	{name: "checkMemberGroups: hang", groups: true, faults: fmCheckGroups(graphtest.Fault{Kind: graphtest.FaultHang}), lookupTimeout: fmShort, bounded: true},
 
 	// Redirects are never followed: not the $batch's (to another host),
 	// not a sub-response's.
@@ -604,8 +650,22 @@ func (m *fmMatrix) runRow(t *testing.T, row fmRow) {
 			c.Sleep = nil
 		}
 	})
+	var source graphcheck.Source = src
+	if row.groups {
+		source = graphcheck.SourceFunc(func(ctx context.Context, p graphcheck.Principal) (*graphcheck.State, error) {
+			p.CheckGroups = fmGroups
+			st, err := src.Lookup(ctx, p)
+			if err == nil && !st.CheckedAll(fmGroups) {
+				t.Errorf("a State without the membership it was asked for: %+v", st)
+			}
+			if member, known := st.MemberOfGroup(m.clock.Now(), admins); err == nil && (!known || member != (p.ObjectID == carol)) {
+				t.Errorf("%s: MemberOfGroup(admins) = %v, %v", p.ObjectID, member, known)
+			}
+			return st, err
+		})
+	}
 	guard := m.newGuard(t, func(c *middleware.GuardConfig) {
-		c.Source = src
+		c.Source = source
 		c.LookupTimeout = row.lookupTimeout
 		c.AccountChecks = row.checks
 		c.Logger = c.Logger.With("row", row.name)

@@ -3,11 +3,18 @@ package msgraph
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
+	"fmt"
+	"io"
+	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -222,27 +229,44 @@ func TestClassifyErr(t *testing.T) {
 	nf.SetCode(&nfCode)
 	gone.SetErrorEscaped(nf)
 
+	refused := &url.Error{Op: "Post", URL: "https://graph.microsoft.com/v1.0/$batch",
+		Err: &net.OpError{Op: "dial", Net: "tcp", Err: &os.SyscallError{Syscall: "connect", Err: syscall.ECONNREFUSED}}}
+	badCert := &url.Error{Op: "Post", URL: "https://graph.microsoft.com/v1.0/$batch",
+		Err: &tls.CertificateVerificationError{Err: x509.UnknownAuthorityError{}}}
 	tests := []struct {
-		name string
-		ep   *endpoint
-		err  error
-		want error
+		name   string
+		ep     *endpoint
+		err    error
+		want   error
+		outage bool // Graph down for everyone (graphcheck.ErrOutage)
 	}{
-		{"ODataError without error object", epRoles, bare, graphcheck.ErrPermissionDenied},
-		{"ODataError licence", epGroupPIM, licence, graphcheck.ErrLicenseRequired},
-		{"ODataError 404 for the principal", epUserGroups, gone, graphcheck.ErrPrincipalNotFound},
-		{"ODataError 404 for a collection", epRoles, gone, graphcheck.ErrUnavailable},
-		{"body-less ApiError 503", epRoles, &abstractions.ApiError{ResponseStatusCode: 503}, graphcheck.ErrUnavailable},
-		{"body-less ApiError 403", epGroups, &abstractions.ApiError{ResponseStatusCode: 403}, graphcheck.ErrPermissionDenied},
-		{"ApiError without status", epRoles, &abstractions.ApiError{Message: "boom"}, graphcheck.ErrUnavailable},
-		{"deadline", epRoles, context.DeadlineExceeded, context.DeadlineExceeded},
-		{"canceled", epRoles, context.Canceled, context.Canceled},
-		{"transport", epRoles, errors.New("connection reset by peer"), graphcheck.ErrUnavailable},
+		{"ODataError without error object", epRoles, bare, graphcheck.ErrPermissionDenied, false},
+		{"ODataError licence", epGroupPIM, licence, graphcheck.ErrLicenseRequired, false},
+		{"ODataError 404 for the principal", epUserGroups, gone, graphcheck.ErrPrincipalNotFound, false},
+		{"ODataError 404 for a collection", epRoles, gone, graphcheck.ErrUnavailable, false},
+		{"body-less ApiError 503", epRoles, &abstractions.ApiError{ResponseStatusCode: 503}, graphcheck.ErrUnavailable, true},
+		{"body-less ApiError 429", epRoles, &abstractions.ApiError{ResponseStatusCode: 429}, graphcheck.ErrUnavailable, true},
+		{"body-less ApiError 400", epRoles, &abstractions.ApiError{ResponseStatusCode: 400}, graphcheck.ErrUnavailable, false},
+		{"body-less ApiError 403", epGroups, &abstractions.ApiError{ResponseStatusCode: 403}, graphcheck.ErrPermissionDenied, false},
+		{"ApiError without status", epRoles, &abstractions.ApiError{Message: "boom"}, graphcheck.ErrUnavailable, false},
+		{"deadline", epRoles, context.DeadlineExceeded, context.DeadlineExceeded, true},
+		{"deadline, wrapped", epRoles, fmt.Errorf("Post: %w", context.DeadlineExceeded), context.DeadlineExceeded, true},
+		{"canceled", epRoles, context.Canceled, context.Canceled, false},
+		{"connection refused", epRoles, refused, graphcheck.ErrUnavailable, true},
+		{"connection reset", epRoles, &url.Error{Op: "Post", Err: syscall.ECONNRESET}, graphcheck.ErrUnavailable, true},
+		{"dropped: EOF", epRoles, &url.Error{Op: "Post", URL: "x", Err: io.EOF}, graphcheck.ErrUnavailable, true},
+		{"body cut short", epRoles, io.ErrUnexpectedEOF, graphcheck.ErrUnavailable, true},
+		{"DNS", epRoles, &url.Error{Op: "Post", Err: &net.DNSError{Err: "no such host", Name: "graph.microsoft.com"}}, graphcheck.ErrUnavailable, true},
+		{"TLS certificate", epRoles, badCert, graphcheck.ErrUnavailable, false},
+		{"an error string that only reads like one", epRoles, errors.New("connection reset by peer"), graphcheck.ErrUnavailable, false},
 	}
 	for _, tt := range tests {
 		got := classifyErr(tt.ep, tt.err)
 		if !errors.Is(got, tt.want) {
 			t.Errorf("%s: %v, want %v", tt.name, got, tt.want)
+		}
+		if o := errors.Is(got, graphcheck.ErrOutage); o != tt.outage {
+			t.Errorf("%s: errors.Is(%v, ErrOutage) = %v, want %v", tt.name, got, o, tt.outage)
 		}
 		if !errors.Is(got, graphcheck.ErrUnavailable) && !errors.Is(got, graphcheck.ErrPermissionDenied) &&
 			!errors.Is(got, graphcheck.ErrLicenseRequired) && !errors.Is(got, graphcheck.ErrPrincipalNotFound) {

@@ -92,13 +92,15 @@ func (s *Source) awaitPause(ctx context.Context, tenant string, pc *pace) error 
 		return nil
 	}
 	if !fits(ctx, d) {
-		return fmt.Errorf("%w: %w: Graph paused the tenant's requests (a 429's Retry-After) for another %v, which does not fit before the deadline",
-			graphcheck.ErrUnavailable, errThrottled, d)
+		// Throttling that outlasts the deadline: an outage (see
+		// classifyStatus).
+		return fmt.Errorf("%w: %w: %w: Graph paused the tenant's requests (a 429's Retry-After) for another %v, which does not fit before the deadline",
+			graphcheck.ErrUnavailable, graphcheck.ErrOutage, errThrottled, d)
 	}
 	s.cfg.Logger.WarnContext(ctx, "msgraph: Graph throttled the tenant; waiting for its pause",
 		"tenant_id", tenant, "delay", d, "shared", shared)
 	if err := s.cfg.Sleep(ctx, d); err != nil {
-		return fmt.Errorf("%w: interrupted while waiting for the tenant's throttling pause: %w", graphcheck.ErrUnavailable, err)
+		return fmt.Errorf("interrupted while waiting for the tenant's throttling pause: %w", classifyErr(epBatch, err))
 	}
 	pc.waited(now, d)
 	return nil

@@ -6,6 +6,7 @@ import (
 	"errors"
 
 	abstractions "github.com/microsoft/kiota-abstractions-go"
+	"github.com/microsoftgraph/msgraph-sdk-go/directory"
 	"github.com/microsoftgraph/msgraph-sdk-go/groups"
 	"github.com/microsoftgraph/msgraph-sdk-go/identityprotection"
 	"github.com/microsoftgraph/msgraph-sdk-go/users"
@@ -27,8 +28,16 @@ const nobodyID = "00000000-0000-0000-0000-000000000000"
 //	GET /roleManagement/directory/roleAssignmentScheduleInstances?$filter=principalId eq '{nobody}'   RoleAssignmentSchedule.Read.Directory, PIM licence
 //	GET /identityGovernance/privilegedAccess/group/assignmentScheduleInstances?$filter=…              PrivilegedAssignmentSchedule.Read.AzureADGroup
 //	GET /groups?$filter=isAssignableToRole eq true&$select=id&$top=1                                  GroupMember.Read.All
-//	GET /users?$select=id,accountEnabled,…&$top=1 (need has NeedAccount)                              User.Read.All
+//	GET /users?$select=id,accountEnabled,…&$top=1 (NeedAccount, NeedGroupMembership, NeedAdministrativeUnits) User.Read.All
 //	GET /identityProtection/riskyUsers?$select=id&$top=1 (need has NeedRisk)                          IdentityRiskyUser.Read.All, P2 licence
+//	GET /directory/administrativeUnits?$select=id&$top=1 (need has NeedAdministrativeUnits)           AdministrativeUnit.Read.All
+//
+// Live group membership ([graphcheck.NeedGroupMembership]: lookups with
+// CheckGroups) calls checkMemberGroups, which needs User.Read.All and
+// GroupMember.Read.All: the /users and /groups probes check those, since a
+// checkMemberGroups probe would need a real user. [Source.User]
+// ([graphcheck.NeedAdministrativeUnits]) needs User.Read.All and
+// AdministrativeUnit.Read.All.
 //
 // It sends them all and returns every failure, joined ([errors.Join]); each
 // refusal is a [*graphcheck.PermissionError] naming the permission or
@@ -61,7 +70,7 @@ func (s *Source) Preflight(ctx context.Context, need graphcheck.Need) error {
 			}))
 		},
 	}
-	if need.Has(graphcheck.NeedAccount) {
+	if need&(graphcheck.NeedAccount|graphcheck.NeedGroupMembership|graphcheck.NeedAdministrativeUnits) != 0 {
 		builders = append(builders, func() (*collection, error) {
 			top := int32(1)
 			c, err := s.probe(epUsers)(s.client.Users().ToGetRequestInformation(ctx, &users.UsersRequestBuilderGetRequestConfiguration{
@@ -78,6 +87,14 @@ func (s *Source) Preflight(ctx context.Context, need graphcheck.Need) error {
 			top := int32(1)
 			return s.probe(epRiskyUsers)(s.client.IdentityProtection().RiskyUsers().ToGetRequestInformation(ctx, &identityprotection.RiskyUsersRequestBuilderGetRequestConfiguration{
 				QueryParameters: &identityprotection.RiskyUsersRequestBuilderGetQueryParameters{Select: []string{"id"}, Top: &top},
+			}))
+		})
+	}
+	if need.Has(graphcheck.NeedAdministrativeUnits) {
+		builders = append(builders, func() (*collection, error) {
+			top := int32(1)
+			return s.probe(epUnits)(s.client.Directory().AdministrativeUnits().ToGetRequestInformation(ctx, &directory.AdministrativeUnitsRequestBuilderGetRequestConfiguration{
+				QueryParameters: &directory.AdministrativeUnitsRequestBuilderGetQueryParameters{Select: []string{"id"}, Top: &top},
 			}))
 		})
 	}

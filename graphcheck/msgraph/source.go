@@ -182,7 +182,10 @@ func New(cfg Config) (*Source, error) {
 // principal's directory-role assignment schedule instances, its
 // PIM-for-Groups assignment schedule instances and its transitive group
 // memberships, following @odata.nextLink (further pages of all three travel
-// together, one round trip per page). Only when the principal belongs to a
+// together, one round trip per page), and, when p.CheckGroups is not
+// empty, which of its groups the principal is a live member of (POST
+// checkMemberGroups, one sub-request per 20 groups, in the same $batch;
+// [graphcheck.State.MemberOf]). Only when the principal belongs to a
 // role-assignable group does it also need the tenant's group-held roles,
 // which are fetched at most once per [Config.GroupRolesTTL] per tenant and
 // shared by concurrent Lookups. [graphcheck.Combine] joins the answers.
@@ -222,6 +225,19 @@ func (s *Source) Lookup(ctx context.Context, p graphcheck.Principal) (_ *graphch
 			return nil, err
 		}
 		cols = append(cols, acc)
+	}
+	// Live membership of the groups asked about: checkMemberGroups, 20
+	// groups a call, in the same $batch. fetch completes these
+	// collections only through their add, so after it succeeds every
+	// group asked has been answered for.
+	var checked, member []string
+	if p.CheckGroups.Len() > 0 {
+		checked = p.CheckGroups.IDs()
+		cg, err := s.checkMemberGroups(ctx, oid, p.ServicePrincipal, checked, func(m []string) { member = append(member, m...) })
+		if err != nil {
+			return nil, err
+		}
+		cols = append(cols, cg...)
 	}
 	// fetch completes a single-object collection only through its add or
 	// absent callback, so after it succeeds f.Account and the risk are set
@@ -272,7 +288,9 @@ func (s *Source) Lookup(ctx context.Context, p graphcheck.Principal) (_ *graphch
 			break
 		}
 	}
-	return graphcheck.Combine(f), nil
+	st := graphcheck.Combine(f)
+	memberOfState(st, checked, member)
+	return st, nil
 }
 
 // groupRoles returns the tenant's role-assignable groups and their active

@@ -26,6 +26,7 @@ const instrumentationName = "github.com/pimguard/pimguard/graphcheck/msgraph"
 const (
 	spanLookup    = "pimguard.graph.lookup"
 	spanPreflight = "pimguard.graph.preflight"
+	spanUser      = "pimguard.graph.user"
 )
 
 // Error classes of failed lookups, preflight checks and round trips: the
@@ -124,22 +125,27 @@ type op struct {
 type opKey struct{}
 
 // lookupAttrs are the attributes of a Lookup's span: never an object ID or
-// a token.
+// a token (nor the group IDs of CheckGroups: only how many).
 func lookupAttrs(p graphcheck.Principal) []attribute.KeyValue {
 	attrs := []attribute.KeyValue{attribute.Bool("pimguard.service_principal", p.ServicePrincipal), needAttr(p.Need)}
+	if n := p.CheckGroups.Len(); n > 0 {
+		attrs = append(attrs, attribute.Int("pimguard.check_groups", n))
+	}
 	if graphcheck.IsGUID(p.TenantID) {
 		attrs = append(attrs, attribute.String("pimguard.tenant_id", strings.ToLower(p.TenantID)))
 	}
 	return attrs
 }
 
-// needAttr lists the facts asked for: "account", "risk".
+// needAttr lists the facts asked for: "account", "risk" (and, for a
+// preflight, "groups", "administrative_units").
 func needAttr(n graphcheck.Need) attribute.KeyValue {
 	names := []string{}
 	for _, f := range []struct {
 		bit  graphcheck.Need
 		name string
-	}{{graphcheck.NeedAccount, "account"}, {graphcheck.NeedRisk, "risk"}} {
+	}{{graphcheck.NeedAccount, "account"}, {graphcheck.NeedRisk, "risk"},
+		{graphcheck.NeedGroupMembership, "groups"}, {graphcheck.NeedAdministrativeUnits, "administrative_units"}} {
 		if n.Has(f.bit) {
 			names = append(names, f.name)
 			n &^= f.bit

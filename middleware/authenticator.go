@@ -9,11 +9,16 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/coreos/go-oidc/v3/oidc"
 	"github.com/go-jose/go-jose/v4"
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/metric"
 
 	"github.com/pimguard/pimguard/graphcheck"
 )
@@ -26,6 +31,8 @@ const (
 	DefaultJWKSMaxAge          = time.Hour
 	DefaultHTTPTimeout         = 10 * time.Second
 	DefaultRealm               = "pimguard"
+	DefaultDiscoveryRetryMin   = time.Second
+	DefaultDiscoveryRetryMax   = time.Minute
 )
 
 // isGraphAudience reports whether aud (in any case) is an audience of
@@ -151,6 +158,51 @@ type AuthenticatorConfig struct {
 
 	// Now is the clock for exp, nbf, iat and key-set ages. Default [time.Now].
 	Now func() time.Time
+
+	// DiscoverInBackground makes [NewAuthenticator] return at once, without
+	// a network call, and fetch the tenants' discovery documents and key
+	// sets in the background, retrying until every tenant's succeed, so that
+	// a replica started during an Entra or network outage comes up instead
+	// of crash-looping. Until a tenant's keys are fetched, its tokens are
+	// answered 503 token_keys_unavailable with Retry-After (they can be
+	// neither accepted nor refused), and [Authenticator.Health] reports the
+	// tenant not ready, with the class of the last failure. Serve Health on
+	// a readiness probe ([ReadyHandler]) so that the replica gets traffic
+	// once it can verify tokens.
+	//
+	// Failed rounds are retried after DiscoveryRetryMin, doubling up to
+	// DiscoveryRetryMax, each delay jittered (a random point in its upper
+	// half) so that replicas restarted together do not retry together. Each
+	// failure is logged (Warn), never with a token. The retries stop when
+	// every tenant is discovered or [Authenticator.Close] is called; the
+	// context given to NewAuthenticator does not stop them (its values are
+	// kept), so a start-up deadline on it cannot leave the replica without
+	// keys for good.
+	//
+	// The default, false, is the strict start: NewAuthenticator fetches
+	// everything and returns an error if any fetch fails, so that a wrong
+	// tenant ID or Authority stops the program at once. With
+	// DiscoverInBackground such a mistake is reported only by Health and
+	// the log.
+	DiscoverInBackground bool
+
+	// DiscoveryRetryMin and DiscoveryRetryMax bound the delay between two
+	// rounds of background discovery (see DiscoverInBackground). Defaults
+	// [DefaultDiscoveryRetryMin] and [DefaultDiscoveryRetryMax]; a negative
+	// value, or a maximum below the minimum, is refused.
+	DiscoveryRetryMin, DiscoveryRetryMax time.Duration
+
+	// MeterProvider receives the Authenticator's metrics:
+	// pimguard.auth.rejections, one count per rejected request by code;
+	// pimguard.auth.key_fetches, one count per discovery-document or key-set
+	// fetch by document and outcome; and the verified-token cache's
+	// counters and size (pimguard.auth.token_cache.*), observed in one
+	// callback at collection time, so that a warm request costs nothing
+	// more than an atomic increment (see the package documentation).
+	// Default (nil) otel.GetMeterProvider(), the global provider, which
+	// records nothing until the application installs one. The callback is
+	// unregistered when the Authenticator is garbage collected.
+	MeterProvider metric.MeterProvider
 }
 
 // Authenticator verifies Entra ID access tokens and puts the [Principal] in
@@ -159,59 +211,74 @@ type AuthenticatorConfig struct {
 //
 // Authenticator establishes who the caller is. It does not decide what the
 // caller may do: the wids and groups claims it copies are stale by design.
+//
+// It reports its readiness ([Authenticator.Health]: one item per tenant's
+// signing keys) and its metrics ([AuthenticatorConfig.MeterProvider]).
+// [Authenticator.Close] stops its background work; it matters above all
+// with [AuthenticatorConfig.DiscoverInBackground], whose retries otherwise
+// run until discovery succeeds.
 type Authenticator struct {
 	cfg       AuthenticatorConfig
 	algs      []jose.SignatureAlgorithm
 	audiences map[string]bool
-	issuers   map[string]*issuer
-	templates []issuerTemplate
-	keySets   []*keySet
 	cache     *tokenCache
 	skew      time.Duration
-}
 
-// issuer is one accepted iss value with its tenant and key set.
-type issuer struct {
-	iss    string
-	tenant string
-	keys   *keySet
-}
+	// tenants are the configured tenants, in order, each with its discovery
+	// state; issuers are the accepted issuers of those discovered so far,
+	// an immutable table replaced whenever a tenant's discovery completes
+	// (see authdiscovery.go).
+	tenants []*tenantKeys
+	issuers atomic.Pointer[issuerTable]
+	mu      sync.Mutex         // serialises installs; guards keySets
+	keySets map[string]*keySet // by jwks_uri
 
-// issuerTemplate is an issuer with its tenant ID cut out, to recognise tokens
-// from other tenants of the same cloud.
-type issuerTemplate struct{ prefix, suffix string }
+	// stop ends the background work; cancel cancels its fetches. bg counts
+	// the background discovery goroutine.
+	stop     chan struct{}
+	stopOnce sync.Once
+	cancel   context.CancelFunc
+	bg       sync.WaitGroup
+
+	stats   [tokenStatShards]tokenStats // verified-token cache hits and misses
+	metrics authMetrics
+}
 
 // NewAuthenticator validates cfg, fetches each tenant's v2 and v1 discovery
 // documents and their key sets, and returns a ready Authenticator. Those
 // fetches are the only network calls it makes; afterwards the network is used
-// only to refresh key sets (see JWKSRefreshCooldown and JWKSMaxAge).
+// only to refresh key sets (see JWKSRefreshCooldown and JWKSMaxAge). ctx
+// bounds those fetches.
+//
+// With [AuthenticatorConfig.DiscoverInBackground], NewAuthenticator makes
+// no network call: it returns at once and the fetches run, and are
+// retried, in the background until they succeed or [Authenticator.Close]
+// is called. Only configuration errors are returned then.
 func NewAuthenticator(ctx context.Context, cfg AuthenticatorConfig) (*Authenticator, error) {
-	a := &Authenticator{cfg: cfg, audiences: map[string]bool{}, issuers: map[string]*issuer{}}
+	a := &Authenticator{cfg: cfg, audiences: map[string]bool{}, keySets: map[string]*keySet{}, stop: make(chan struct{})}
 	if err := a.applyDefaults(); err != nil {
 		return nil, err
 	}
-	keySets := map[string]*keySet{}
-	for _, tenant := range a.cfg.Tenants {
-		for _, path := range []string{"/v2.0/.well-known/openid-configuration", "/.well-known/openid-configuration"} {
-			doc, err := a.discover(ctx, tenant, a.cfg.Authority+"/"+tenant+path)
-			if err != nil {
+	a.issuers.Store(&issuerTable{byIss: map[string]*issuer{}})
+	start := a.cfg.Now()
+	for _, t := range a.cfg.Tenants {
+		a.tenants = append(a.tenants, &tenantKeys{id: t, since: start})
+	}
+	var err error
+	if a.metrics, err = newAuthMetrics(a.cfg.MeterProvider, a); err != nil {
+		return nil, err
+	}
+	if !a.cfg.DiscoverInBackground {
+		for _, t := range a.tenants {
+			if err := a.discoverTenant(ctx, t); err != nil {
 				return nil, err
 			}
-			ks := keySets[doc.JWKSURL]
-			if ks == nil {
-				ks = a.newKeySet(doc.JWKSURL)
-				if err := ks.fetch(ctx); err != nil {
-					return nil, fmt.Errorf("middleware: tenant %s: %w", tenant, err)
-				}
-				keySets[doc.JWKSURL] = ks
-				a.keySets = append(a.keySets, ks)
-			}
-			a.issuers[doc.IssuerURL] = &issuer{iss: doc.IssuerURL, tenant: tenant, keys: ks}
-			l := strings.ToLower(doc.IssuerURL)
-			i := strings.Index(l, tenant)
-			a.templates = append(a.templates, issuerTemplate{prefix: l[:i], suffix: l[i+len(tenant):]})
 		}
+		return a, nil
 	}
+	bctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	a.cancel = cancel
+	a.bg.Go(func() { a.discoverInBackground(bctx) })
 	return a, nil
 }
 
@@ -225,7 +292,9 @@ func (a *Authenticator) applyDefaults() error {
 		if !graphcheck.IsGUID(t) {
 			return fmt.Errorf("middleware: AuthenticatorConfig.Tenants: %q is not a tenant ID (GUID)", t)
 		}
-		tenants = append(tenants, strings.ToLower(t))
+		if t = strings.ToLower(t); !slices.Contains(tenants, t) {
+			tenants = append(tenants, t)
+		}
 	}
 	c.Tenants = tenants
 	if len(c.Audiences) == 0 {
@@ -267,7 +336,10 @@ func (a *Authenticator) applyDefaults() error {
 	for _, d := range []struct {
 		name string
 		v    time.Duration
-	}{{"JWKSRefreshCooldown", c.JWKSRefreshCooldown}, {"JWKSMaxAge", c.JWKSMaxAge}, {"HTTPTimeout", c.HTTPTimeout}} {
+	}{
+		{"JWKSRefreshCooldown", c.JWKSRefreshCooldown}, {"JWKSMaxAge", c.JWKSMaxAge}, {"HTTPTimeout", c.HTTPTimeout},
+		{"DiscoveryRetryMin", c.DiscoveryRetryMin}, {"DiscoveryRetryMax", c.DiscoveryRetryMax},
+	} {
 		if d.v < 0 {
 			return fmt.Errorf("middleware: AuthenticatorConfig.%s is negative (%v)", d.name, d.v)
 		}
@@ -276,6 +348,12 @@ func (a *Authenticator) applyDefaults() error {
 	c.JWKSRefreshCooldown = cmp.Or(c.JWKSRefreshCooldown, DefaultJWKSRefreshCooldown)
 	c.JWKSMaxAge = cmp.Or(c.JWKSMaxAge, DefaultJWKSMaxAge)
 	c.HTTPTimeout = cmp.Or(c.HTTPTimeout, DefaultHTTPTimeout)
+	c.DiscoveryRetryMin = cmp.Or(c.DiscoveryRetryMin, DefaultDiscoveryRetryMin)
+	c.DiscoveryRetryMax = cmp.Or(c.DiscoveryRetryMax, max(DefaultDiscoveryRetryMax, c.DiscoveryRetryMin))
+	if c.DiscoveryRetryMax < c.DiscoveryRetryMin {
+		return fmt.Errorf("middleware: AuthenticatorConfig.DiscoveryRetryMax (%v) is below DiscoveryRetryMin (%v)", c.DiscoveryRetryMax, c.DiscoveryRetryMin)
+	}
+	c.MeterProvider = cmp.Or(c.MeterProvider, otel.GetMeterProvider())
 	c.HTTPClient = cmp.Or(c.HTTPClient, &http.Client{Timeout: c.HTTPTimeout})
 	c.Realm = cmp.Or(c.Realm, DefaultRealm)
 	c.Logger = cmp.Or(c.Logger, slog.Default())
@@ -297,6 +375,7 @@ func (a *Authenticator) newKeySet(uri string) *keySet {
 	return &keySet{
 		url: uri, client: a.cfg.HTTPClient, now: a.cfg.Now, logger: a.cfg.Logger,
 		cooldown: a.cfg.JWKSRefreshCooldown, maxAge: a.cfg.JWKSMaxAge, timeout: a.cfg.HTTPTimeout,
+		fetched: a.metrics.fetched,
 	}
 }
 
@@ -304,6 +383,12 @@ func (a *Authenticator) newKeySet(uri string) *keySet {
 // Discovery 1.0 §3, decoded as go-oidc's provider metadata): its issuer must
 // name the tenant and its jwks_uri be https (or http on loopback).
 func (a *Authenticator) discover(ctx context.Context, tenant, u string) (*oidc.ProviderConfig, error) {
+	doc, err := a.fetchDiscovery(ctx, tenant, u)
+	a.metrics.fetched(ctx, docDiscovery, err)
+	return doc, err
+}
+
+func (a *Authenticator) fetchDiscovery(ctx context.Context, tenant, u string) (*oidc.ProviderConfig, error) {
 	ctx, cancel := context.WithTimeout(ctx, a.cfg.HTTPTimeout)
 	defer cancel()
 	body, err := getDocument(ctx, a.cfg.HTTPClient, u)
@@ -312,13 +397,13 @@ func (a *Authenticator) discover(ctx context.Context, tenant, u string) (*oidc.P
 	}
 	var doc oidc.ProviderConfig
 	if err := json.Unmarshal(body, &doc); err != nil {
-		return nil, fmt.Errorf("middleware: discovery for tenant %s: decoding %s: %w", tenant, u, err)
+		return nil, fmt.Errorf("middleware: discovery for tenant %s: %w: decoding %s: %w", tenant, errInvalidDocument, u, err)
 	}
 	if !strings.Contains(strings.ToLower(doc.IssuerURL), tenant) {
-		return nil, fmt.Errorf("middleware: discovery for tenant %s: issuer %q does not name the tenant", tenant, doc.IssuerURL)
+		return nil, fmt.Errorf("middleware: discovery for tenant %s: %w: issuer %q does not name the tenant", tenant, errInvalidDocument, doc.IssuerURL)
 	}
 	if err := checkURL(doc.JWKSURL); err != nil {
-		return nil, fmt.Errorf("middleware: discovery for tenant %s: jwks_uri: %w", tenant, err)
+		return nil, fmt.Errorf("middleware: discovery for tenant %s: %w: jwks_uri: %w", tenant, errInvalidDocument, err)
 	}
 	return &doc, nil
 }
@@ -342,6 +427,7 @@ func (a *Authenticator) Handler(next http.Handler) http.Handler {
 // through the configured [ErrorWriter].
 func (a *Authenticator) Reject(w http.ResponseWriter, r *http.Request, err error) {
 	rej := RejectionFor(err, a.cfg.Realm)
+	a.metrics.rejected(r.Context(), rej.Code)
 	level := slog.LevelInfo
 	if rej.Code == CodeTokenMissing {
 		level = slog.LevelDebug
@@ -405,15 +491,19 @@ func (a *Authenticator) verifyJWS(ctx context.Context, raw string) (*Principal, 
 	}
 	key := tokenKey(raw)
 	now := a.cfg.Now()
+	st := &a.stats[key[0]%tokenStatShards]
 	if e, ok := a.cache.get(key, now); ok {
 		if e.keys.has(ctx, e.kid, now) {
+			st.hits.Add(1)
 			return e.principal, nil
 		}
 		// The signing key left the JWKS: verify afresh, which now fails.
 		a.cache.remove(key)
 	} else if e, ok := a.cache.expired(key, now); ok {
+		st.hits.Add(1)
 		return nil, fmt.Errorf("%w: expired at %s", ErrTokenExpired, e.principal.ExpiresAt.UTC().Format(time.RFC3339))
 	}
+	st.misses.Add(1)
 	e, err := a.verify(ctx, raw)
 	if err != nil {
 		return nil, err
@@ -438,7 +528,8 @@ func (a *Authenticator) verify(ctx context.Context, raw string) (*tokenEntry, er
 	// The claims are read before the signature is checked only to pick the
 	// issuer's key set; nothing in them is trusted until the signature over
 	// the same bytes has verified.
-	c, err := decodeClaims(jws.payload)
+	var refsBuf [claimRefsOnStack]claimRef
+	c, refs, err := decodeIndexedClaims(jws.payload, refsBuf[:0])
 	if err != nil {
 		return nil, fmt.Errorf("%w: claims: %v", ErrTokenMalformed, err)
 	}
@@ -452,15 +543,27 @@ func (a *Authenticator) verify(ctx context.Context, raw string) (*tokenEntry, er
 	if err := a.checkClaims(&c, is); err != nil {
 		return nil, err
 	}
-	return &tokenEntry{principal: principalOf(&c), notAfter: c.Exp.t.Add(a.skew), kid: h.kid, keys: is.keys}, nil
+	p := principalOf(&c)
+	p.claims = newTokenClaims(jws.payload, refs)
+	return &tokenEntry{principal: p, notAfter: c.Exp.t.Add(a.skew), kid: h.kid, keys: is.keys}, nil
 }
 
+// issuerFor returns the accepted issuer iss names. An unknown iss that
+// names a tenant whose discovery has not succeeded yet (background
+// discovery) is ErrKeysUnavailable: the token can be neither accepted nor
+// refused until that tenant's issuers and keys are known.
 func (a *Authenticator) issuerFor(iss string) (*issuer, error) {
-	if is, ok := a.issuers[iss]; ok {
+	tab := a.issuers.Load()
+	if is, ok := tab.byIss[iss]; ok {
 		return is, nil
 	}
 	l := strings.ToLower(iss)
-	for _, t := range a.templates {
+	for _, t := range a.tenants {
+		if !t.discovered() && strings.Contains(l, t.id) {
+			return nil, fmt.Errorf("%w: the issuers and keys of tenant %s are not fetched yet", ErrKeysUnavailable, t.id)
+		}
+	}
+	for _, t := range tab.templates {
 		if len(l) == len(t.prefix)+36+len(t.suffix) && strings.HasPrefix(l, t.prefix) && strings.HasSuffix(l, t.suffix) &&
 			graphcheck.IsGUID(l[len(t.prefix):len(t.prefix)+36]) {
 			return nil, fmt.Errorf("%w: issuer of tenant %s", ErrTokenTenantNotAllowed, l[len(t.prefix):len(t.prefix)+36])
@@ -529,6 +632,7 @@ func principalOf(c *accessClaims) *Principal {
 		AppRoles:       c.Roles,
 		DirectoryRoles: c.Wids,
 		Groups:         c.Grps,
+		AuthContexts:   c.Acrs,
 		Name:           c.Name,
 		Username:       c.PUN,
 		IssuedAt:       c.Iat.t,

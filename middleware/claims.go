@@ -24,6 +24,7 @@ type accessClaims struct {
 	Roles []string    `json:"roles"`
 	Wids  []string    `json:"wids"`
 	Grps  []string    `json:"groups"`
+	Acrs  []string    `json:"acrs"` // Conditional Access authentication contexts satisfied
 	Iat   numericDate `json:"iat"`
 	Nbf   numericDate `json:"nbf"`
 	Exp   numericDate `json:"exp"`
@@ -61,9 +62,25 @@ type claimSource struct {
 // copied directly, every other value goes through encoding/json or the
 // claim types' UnmarshalJSON. FuzzClaimsDecoding holds it to json.Unmarshal.
 func decodeClaims(payload []byte) (accessClaims, error) {
+	c, _, err := decodeIndexedClaims(payload, nil)
+	return c, err
+}
+
+// decodeIndexedClaims is [decodeClaims] that also appends to refs where
+// each member of payload is ([claimRef]), from the same pass, for
+// [Principal.Claim]. A payload over 4 GiB is decoded but not indexed.
+func decodeIndexedClaims(payload []byte, refs []claimRef) (accessClaims, []claimRef, error) {
 	var c accessClaims
 	m := members{obj: payload}
-	for m.next() {
+	index := refs != nil && len(payload) <= maxIndexedPayload
+	for {
+		prev := m.i // where the member, or the end of the object, starts
+		if !m.next() {
+			break
+		}
+		if index {
+			refs = append(refs, claimRef{name: uint32(memberStart(payload, prev)), end: uint32(m.i)})
+		}
 		var err error
 		switch m.folded {
 		case "iss":
@@ -88,6 +105,8 @@ func decodeClaims(payload []byte) (accessClaims, error) {
 			c.Wids, err = decodeStrings(m.value)
 		case "groups":
 			c.Grps, err = decodeStrings(m.value)
+		case "acrs":
+			c.Acrs, err = decodeStrings(m.value)
 		case "iat":
 			err = c.Iat.UnmarshalJSON(m.value)
 		case "nbf":
@@ -118,13 +137,13 @@ func decodeClaims(payload []byte) (accessClaims, error) {
 			c.ClaimSources, err = decodeValue[map[string]claimSource](m.value)
 		}
 		if err != nil {
-			return accessClaims{}, err
+			return accessClaims{}, nil, err
 		}
 	}
 	if m.err != nil {
-		return accessClaims{}, m.err
+		return accessClaims{}, nil, m.err
 	}
-	return c, c.checkClaimSources()
+	return c, refs, c.checkClaimSources()
 }
 
 // checkClaimSources refuses claim names whose source is empty or undefined.

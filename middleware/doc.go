@@ -27,11 +27,26 @@
 // refetched on an unknown kid at most once per cooldown, so a stream of tokens
 // with random kids cannot turn into a stream of JWKS fetches.
 //
+// Handlers read the claims the Principal does not copy (amr, xms_cc, any
+// optional claim) with [Principal.Claim] or [ClaimAs], from the payload the
+// Authenticator verified and kept: no second parse, names matched as the
+// decoder matched them.
+//
+// By default [NewAuthenticator] fetches the discovery documents and key sets
+// before it returns, and fails if it cannot. With
+// [AuthenticatorConfig.DiscoverInBackground] it returns at once and retries in
+// the background, with jittered exponential backoff, until each tenant's keys
+// are fetched or [Authenticator.Close] is called; meanwhile that tenant's
+// tokens get 503 token_keys_unavailable. [Authenticator.Health] reports, per
+// tenant, whether its keys are there, how old they are and why not, for a
+// readiness probe ([ReadyHandler]).
+//
 // # Rejections
 //
 // A refused request gets 401 with a WWW-Authenticate: Bearer challenge (RFC
 // 6750 §3), 400 for an ambiguous Authorization header, or 503 with
-// Retry-After when the signing keys cannot be fetched; the body is JSON:
+// Retry-After when the signing keys cannot be fetched (or, with background
+// discovery, are not fetched yet); the body is JSON:
 //
 //	{"error": "invalid_token", "error_description": "The access token has expired.", "code": "token_expired"}
 //
@@ -52,9 +67,15 @@
 //
 // Requirements are [Role] (tenant-wide only), [RoleInScope] (e.g. an
 // administrative unit, [AdministrativeUnitScope]), [GroupMember] and
-// [GroupOwner] (PIM for Groups), [AppRole] and [Scope] (from the token), and
-// their combinations [AllOf] and [AnyOf]; the built-in role template IDs
-// are constants such as [RoleGlobalAdministrator].
+// [GroupOwner] (PIM for Groups), [AppRole], [Scope] and [AuthContext] (from
+// the token), and their combinations [AllOf] and [AnyOf]; the built-in role
+// template IDs are constants such as [RoleGlobalAdministrator].
+//
+// [AuthContext] is step-up authentication with a Conditional Access
+// authentication context: unmet, it answers 401 with Microsoft's claims
+// challenge, error="insufficient_claims" and claims="<base64 claims
+// request>" in WWW-Authenticate and the body (code insufficient_claims),
+// which an MSAL client answers by requesting a new token with those claims.
 //
 // For each request the Guard takes the principal's live state from a
 // process-wide cache (package cache: one coalesced Source lookup per
@@ -115,6 +136,18 @@
 //     [GuardConfig.Shared]), counters, and pimguard.cache.size, a gauge,
 //     read from the state cache by one callback when metrics are collected,
 //     so they cost a request nothing.
+//
+// An Authenticator reports to [AuthenticatorConfig.MeterProvider] (the
+// same default):
+//
+//   - pimguard.auth.rejections, a counter of refused requests by code;
+//   - pimguard.auth.key_fetches, a counter of discovery-document and key-set
+//     fetches by document (discovery, jwks) and outcome (success, timeout,
+//     unreachable, http_error, invalid, canceled);
+//   - pimguard.auth.token_cache.hits and pimguard.auth.token_cache.misses,
+//     counters, and pimguard.auth.token_cache.size, a gauge, read by one
+//     callback at collection time: a warm request adds one atomic
+//     increment and no allocation.
 //
 // An exporter such as Prometheus names them pimguard_decisions_total,
 // pimguard_cache_hits_total and so on.

@@ -1,6 +1,7 @@
 package middleware
 
 import (
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"net/http"
@@ -98,6 +99,14 @@ var (
 	ErrAppRoleMissing error = &rejectionError{msg: "middleware: required app role missing", code: CodeAppRoleMissing,
 		status: http.StatusForbidden, oauth: OAuthInsufficientScope,
 		description: "The access token lacks a required application role."}
+	// ErrInsufficientClaims: the token's acrs claim lacks a required
+	// Conditional Access authentication context ([AuthContext]). The
+	// client must obtain a new token with the claims request of the
+	// challenge ([Rejection.Claims]), which makes Entra apply the
+	// context's policies (a step-up), and retry.
+	ErrInsufficientClaims error = &rejectionError{msg: "middleware: required authentication context missing", code: CodeInsufficientClaims,
+		status: http.StatusUnauthorized, oauth: OAuthInsufficientClaims,
+		description: "The access token does not satisfy a required authentication context; obtain a new token with the claims of the challenge and retry."}
 	// ErrScopeMissing: the token's scp claim lacks a required scope.
 	ErrScopeMissing error = &rejectionError{msg: "middleware: required scope missing", code: CodeScopeMissing,
 		status: http.StatusForbidden, oauth: OAuthInsufficientScope,
@@ -167,14 +176,15 @@ const (
 	CodeInternal              = "internal_error"
 
 	// Codes of [Guard] rejections.
-	CodeRoleNotActive     = "role_not_active"
-	CodeGroupNotActive    = "group_not_active"
-	CodeRoleNotInToken    = "role_not_in_token"
-	CodeGroupNotInToken   = "group_not_in_token"
-	CodeAppRoleMissing    = "app_role_missing"
-	CodeScopeMissing      = "scope_missing"
-	CodePIMUnavailable    = "pim_unavailable"
-	CodePrincipalNotFound = "principal_not_found"
+	CodeRoleNotActive      = "role_not_active"
+	CodeGroupNotActive     = "group_not_active"
+	CodeRoleNotInToken     = "role_not_in_token"
+	CodeGroupNotInToken    = "group_not_in_token"
+	CodeAppRoleMissing     = "app_role_missing"
+	CodeScopeMissing       = "scope_missing"
+	CodeInsufficientClaims = "insufficient_claims"
+	CodePIMUnavailable     = "pim_unavailable"
+	CodePrincipalNotFound  = "principal_not_found"
 
 	// Codes of [AccountChecks] rejections.
 	CodeAccountDisabled = "account_disabled"
@@ -184,11 +194,14 @@ const (
 )
 
 // RFC 6750 §3.1 error codes, the "error" member of rejection bodies and the
-// error parameter of WWW-Authenticate.
+// error parameter of WWW-Authenticate; and Microsoft's insufficient_claims,
+// the claims challenge of Conditional Access authentication contexts and
+// Continuous Access Evaluation, which MSAL clients answer.
 const (
-	OAuthInvalidRequest    = "invalid_request"
-	OAuthInvalidToken      = "invalid_token"
-	OAuthInsufficientScope = "insufficient_scope"
+	OAuthInvalidRequest     = "invalid_request"
+	OAuthInvalidToken       = "invalid_token"
+	OAuthInsufficientScope  = "insufficient_scope"
+	OAuthInsufficientClaims = "insufficient_claims"
 )
 
 // Rejection describes a refused request: what the client is told, and the
@@ -222,6 +235,13 @@ type Rejection struct {
 	// known (e.g. the assignment never was active, or ended before the
 	// state was fetched).
 	EndedAt time.Time
+	// Claims, for an [ErrInsufficientClaims] rejection, is the claims
+	// request the client must send to Entra for a new token (OpenID
+	// Connect Core §5.5), as JSON, e.g.
+	// {"access_token":{"acrs":{"essential":true,"value":"c1"}}}.
+	// [WriteRejection] sends it in standard base64 in the challenge's
+	// claims parameter and in the body's "claims" member. Empty otherwise.
+	Claims string
 }
 
 // ErrorWriter renders a [Rejection]. Replace the default ([WriteRejection]) to
@@ -253,7 +273,7 @@ var rejectionKinds = kinds(
 	ErrTokenBadSignature, ErrTokenWrongAudience, ErrTokenWrongIssuer, ErrTokenTenantNotAllowed,
 	ErrTokenNotAccessToken, ErrTokenMissingClaim, ErrKeysUnavailable,
 	ErrRoleNotActive, ErrGroupNotActive, ErrRoleNotInToken, ErrGroupNotInToken, ErrAppRoleMissing,
-	ErrScopeMissing, ErrPIMUnavailable, ErrPrincipalNotFound,
+	ErrScopeMissing, ErrInsufficientClaims, ErrPIMUnavailable, ErrPrincipalNotFound,
 	ErrAccountDisabled, ErrAccountDeleted, ErrSessionRevoked, ErrUserAtRisk,
 )
 
@@ -289,6 +309,11 @@ func RejectionFor(err error, realm string) *Rejection {
 	if k.status == http.StatusServiceUnavailable {
 		rej.RetryAfter = keysRetryAfter
 	}
+	if k.code == CodeInsufficientClaims {
+		if ac, ok := errors.AsType[*authContextError](err); ok {
+			rej.Claims = ac.claimsRequest()
+		}
+	}
 	return rej
 }
 
@@ -300,13 +325,16 @@ type errorBody struct {
 	Code             string   `json:"code"`
 	Required         []string `json:"required,omitempty"`
 	EndedAt          string   `json:"ended_at,omitempty"`
+	Claims           string   `json:"claims,omitempty"`
 }
 
 // WriteRejection is the default [ErrorWriter]. It sets WWW-Authenticate on
 // 400, 401 and 403 responses (RFC 6750 §3), Retry-After when the rejection
 // has one, and writes {"error", "error_description", "code"} as JSON, with
-// "required" and "ended_at" (RFC 3339, UTC) added when the rejection has
-// them.
+// "required", "ended_at" (RFC 3339, UTC) and "claims" (the challenge's
+// claims parameter, for clients that cannot read response headers, such as
+// browser code without Access-Control-Expose-Headers) added when the
+// rejection has them.
 func WriteRejection(w http.ResponseWriter, _ *http.Request, rej *Rejection) {
 	h := w.Header()
 	switch rej.Status {
@@ -321,13 +349,25 @@ func WriteRejection(w http.ResponseWriter, _ *http.Request, rej *Rejection) {
 	h.Set("X-Content-Type-Options", "nosniff")
 	w.WriteHeader(rej.Status)
 	body := errorBody{Error: rej.OAuthError, ErrorDescription: rej.Description, Code: rej.Code, Required: rej.Required}
+	if rej.Claims != "" {
+		body.Claims = base64.StdEncoding.EncodeToString([]byte(rej.Claims))
+	}
 	if !rej.EndedAt.IsZero() {
 		body.EndedAt = rej.EndedAt.UTC().Format(time.RFC3339)
 	}
 	_ = json.NewEncoder(w).Encode(body)
 }
 
-// challenge builds the RFC 6750 §3 WWW-Authenticate value.
+// challenge builds the RFC 6750 §3 WWW-Authenticate value. A rejection
+// with Claims adds the claims parameter of Microsoft's claims challenge,
+// the standard base64 (with padding) of the claims request, as in
+// "Claims challenges, claims requests and client capabilities",
+// https://learn.microsoft.com/en-us/entra/identity-platform/claims-challenge
+// (e.g. claims="eyJhY2Nlc3NfdG9rZW4iOnsiYWNycyI6eyJlc3NlbnRpYWwiOnRydWUsInZhbHVlIjoiYzEifX19"
+// for the context c1), with error="insufficient_claims" and status 401.
+// That page also shows an authorization_uri parameter; it is left out:
+// the challenge is written without knowing the authority, MSAL reads only
+// error and claims, and the client knows where it signs in.
 func challenge(rej *Rejection) string {
 	realm := rej.Realm
 	if realm == "" {
@@ -336,6 +376,9 @@ func challenge(rej *Rejection) string {
 	v := `Bearer realm=` + quote(realm)
 	if rej.OAuthError != "" {
 		v += `, error=` + quote(rej.OAuthError) + `, error_description=` + quote(rej.Description)
+	}
+	if rej.Claims != "" {
+		v += `, claims="` + base64.StdEncoding.EncodeToString([]byte(rej.Claims)) + `"`
 	}
 	return v
 }

@@ -167,6 +167,11 @@ func TestRejectionTable(t *testing.T) {
 		}
 		switch k.oauth {
 		case "", OAuthInvalidRequest, OAuthInvalidToken, OAuthInsufficientScope:
+		case OAuthInsufficientClaims:
+			// Microsoft's claims challenge must be a 401.
+			if k.status != http.StatusUnauthorized {
+				t.Errorf("%s: insufficient_claims with status %d, want 401", name, k.status)
+			}
 		default:
 			t.Errorf("%s: OAuth error %q", name, k.oauth)
 		}

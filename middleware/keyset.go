@@ -63,8 +63,18 @@ type keySet struct {
 	// revalidating is set while a background refresh runs, so a stream of
 	// requests on an aged set starts one goroutine, not one per request.
 	revalidating atomic.Bool
-	// background counts background refreshes, for tests to wait on.
+	// background counts background refreshes, for tests and
+	// [Authenticator.Close] to wait on. bgMu orders starting one against
+	// closed, so that no refresh starts once Close waits.
 	background sync.WaitGroup
+	bgMu       sync.Mutex
+	closed     atomic.Bool // set by Authenticator.Close: start no more background refreshes
+
+	// fetched counts each fetch by outcome (the Authenticator's metrics);
+	// nil counts nothing. failure is the last failed fetch, nil once a
+	// fetch succeeds after it, for Health.
+	fetched func(ctx context.Context, doc fetchDoc, err error)
+	failure atomic.Pointer[fetchFailure]
 }
 
 type keySnapshot struct {
@@ -244,6 +254,12 @@ func (k *keySet) revalidate(ctx context.Context, now time.Time) {
 		return
 	}
 	ctx = context.WithoutCancel(ctx)
+	k.bgMu.Lock()
+	defer k.bgMu.Unlock()
+	if k.closed.Load() {
+		k.revalidating.Store(false)
+		return
+	}
 	k.background.Go(func() {
 		defer k.revalidating.Store(false)
 		_, _ = k.flight.Do(ctx, "", k.timeout, func(ctx context.Context) (struct{}, error) {
@@ -282,10 +298,23 @@ func (k *keySet) tryFetch(ctx context.Context) error {
 	return k.fetch(ctx)
 }
 
-// fetch downloads and installs the key set. Keys that do not parse (unknown
-// key types, private keys) are skipped, not fatal: one odd key must not make
-// every token unverifiable.
+// fetch downloads and installs the key set, and counts and records the
+// outcome. Keys that do not parse (unknown key types, private keys) are
+// skipped, not fatal: one odd key must not make every token unverifiable.
 func (k *keySet) fetch(ctx context.Context) error {
+	err := k.download(ctx)
+	if k.fetched != nil {
+		k.fetched(ctx, docJWKS, err)
+	}
+	if err != nil {
+		k.failure.Store(&fetchFailure{at: k.now(), class: fetchClass(err)})
+	} else if k.failure.Load() != nil {
+		k.failure.Store(nil)
+	}
+	return err
+}
+
+func (k *keySet) download(ctx context.Context) error {
 	body, err := getDocument(ctx, k.client, k.url)
 	if err != nil {
 		return fmt.Errorf("fetching JWKS: %w", err)
@@ -294,7 +323,7 @@ func (k *keySet) fetch(ctx context.Context) error {
 		Keys []json.RawMessage `json:"keys"`
 	}
 	if err := json.Unmarshal(body, &set); err != nil {
-		return fmt.Errorf("decoding JWKS from %s: %w", k.url, err)
+		return fmt.Errorf("%w: decoding JWKS from %s: %w", errInvalidDocument, k.url, err)
 	}
 	keys := make(map[string]jose.JSONWebKey, len(set.Keys))
 	for _, raw := range set.Keys {
@@ -305,11 +334,25 @@ func (k *keySet) fetch(ctx context.Context) error {
 		keys[key.KeyID] = key
 	}
 	if len(keys) == 0 {
-		return fmt.Errorf("JWKS at %s holds no usable public keys", k.url)
+		return fmt.Errorf("%w: JWKS at %s holds no usable public keys", errNoUsableKeys, k.url)
 	}
 	k.snap.Store(&keySnapshot{keys: keys, fetched: k.now()})
 	return nil
 }
+
+// Errors of discovery and key-set fetches that [fetchClass] tells apart.
+var (
+	errInvalidDocument = errors.New("invalid document")
+	errNoUsableKeys    = errors.New("no usable keys")
+)
+
+// httpStatusError is a fetch answered with another status than 200.
+type httpStatusError struct {
+	url    string
+	status int
+}
+
+func (e *httpStatusError) Error() string { return fmt.Sprintf("GET %s: HTTP %d", e.url, e.status) }
 
 // getDocument GETs a JSON document, refusing non-200 answers and bodies over
 // maxDocumentBytes.
@@ -329,10 +372,10 @@ func getDocument(ctx context.Context, client *http.Client, url string) ([]byte, 
 		return nil, fmt.Errorf("reading %s: %w", url, err)
 	}
 	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("GET %s: HTTP %d", url, resp.StatusCode)
+		return nil, &httpStatusError{url: url, status: resp.StatusCode}
 	}
 	if len(body) > maxDocumentBytes {
-		return nil, fmt.Errorf("GET %s: document larger than %d bytes", url, maxDocumentBytes)
+		return nil, fmt.Errorf("%w: GET %s: document larger than %d bytes", errInvalidDocument, url, maxDocumentBytes)
 	}
 	return body, nil
 }

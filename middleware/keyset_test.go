@@ -23,7 +23,7 @@ import (
 // file), for external tests such as TestKeyRotation; call it while no request
 // is in flight.
 func (a *Authenticator) AwaitKeySetRefreshes() {
-	for _, ks := range a.keySets {
+	for _, ks := range a.allKeySets() {
 		ks.background.Wait()
 	}
 }

@@ -2,6 +2,9 @@ package middleware
 
 import (
 	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
 	"log/slog"
 	"time"
 )
@@ -14,6 +17,10 @@ import (
 // when the token was issued, up to 90 minutes ago: they say nothing reliable
 // about a PIM role now. A Principal is shared between requests that present
 // the same token; treat it as read-only.
+//
+// Claims it does not copy into a field (amr, xms_cc, any optional claim)
+// are read with [Principal.Claim] or [ClaimAs], from the payload kept at
+// verification: no second parse of the token.
 type Principal struct {
 	// TenantID is the tid claim, lower case.
 	TenantID string
@@ -44,12 +51,61 @@ type Principal struct {
 	DirectoryRoles []string
 	// Groups are the group object IDs in groups, as of issue time.
 	Groups []string
+	// AuthContexts are the Conditional Access authentication context IDs
+	// ("c1" to "c99") in acrs: the contexts whose policies the sign-in
+	// satisfied when the token was issued. [AuthContext] requires one.
+	AuthContexts []string
 	// Name is the display name (name), for logs.
 	Name string
 	// Username is preferred_username (v2) or upn / unique_name (v1), for logs.
 	Username string
 	// IssuedAt and ExpiresAt are iat and exp.
 	IssuedAt, ExpiresAt time.Time
+
+	// claims is the verified payload and its index, for Claim; empty for a
+	// Principal not built by an Authenticator.
+	claims tokenClaims
+}
+
+// ErrClaimNotFound is returned (wrapped) by [ClaimAs] for a claim the
+// token does not carry.
+var ErrClaimNotFound = errors.New("middleware: claim not in token")
+
+// Claim returns the raw JSON value of the token's claim name, e.g. "amr",
+// "acrs", "xms_cc", and whether the token carries it. Names are matched as
+// the Authenticator matched the claims it copies, as encoding/json matches
+// struct fields: without regard to case (a verified token never has two
+// members whose names differ only by case: it is refused). The value was
+// verified with the token and kept by the verified-token cache; Claim
+// neither parses the token again nor allocates for a lower-case name.
+//
+// The returned bytes are shared by every request that presents the token:
+// read them, never modify them. A Principal not built by an Authenticator
+// has no claims. Claim is safe for concurrent use.
+func (p *Principal) Claim(name string) (json.RawMessage, bool) {
+	if p == nil {
+		return nil, false
+	}
+	return p.claims.lookup(name)
+}
+
+// ClaimAs decodes the token's claim name ([Principal.Claim]) into a new T
+// with encoding/json, e.g. ClaimAs[[]string](p, "amr") or
+// ClaimAs[string](p, "xms_cc"). It returns an error wrapping
+// [ErrClaimNotFound] when the token does not carry the claim, and the
+// decoding error (naming the claim, never its value) when the value is not
+// a T. A null value decodes to T's zero value.
+func ClaimAs[T any](p *Principal, name string) (T, error) {
+	var v T
+	raw, ok := p.Claim(name)
+	if !ok {
+		return v, fmt.Errorf("%w: %.60q", ErrClaimNotFound, name)
+	}
+	if err := json.Unmarshal(raw, &v); err != nil {
+		var zero T
+		return zero, fmt.Errorf("middleware: claim %.60q: %w", name, err)
+	}
+	return v, nil
 }
 
 // LogValue implements [slog.LogValuer]: the identifiers an operator needs,

@@ -12,8 +12,9 @@ import (
 
 // Requirement is what a route demands of its caller: an active directory
 // role ([Role], [RoleInScope]), an active PIM-for-Groups membership or
-// ownership ([GroupMember], [GroupOwner]), an app role or scope carried by
-// the token ([AppRole], [Scope]), or a combination of them ([AllOf],
+// ownership ([GroupMember], [GroupOwner]), an app role, scope or
+// Conditional Access authentication context carried by the token
+// ([AppRole], [Scope], [AuthContext]), or a combination of them ([AllOf],
 // [AnyOf]). [Guard.Require] enforces it.
 //
 // A Requirement is an immutable value, safe to share and to reuse on many
@@ -23,10 +24,13 @@ import (
 // request. The zero Requirement is invalid.
 type Requirement struct {
 	kind  reqKind
-	id    string // role definition ID, group ID, app role or scope name
+	id    string // role definition ID, group ID, app role or scope name, auth context ID
 	scope string // directory scope of a role; access ID of a group
 	subs  []Requirement
 	err   error
+	// unmet is what an unmet AuthContext reports, built once: the
+	// sentinel with the claims challenge the client must answer.
+	unmet *authContextError
 }
 
 type reqKind uint8
@@ -39,7 +43,8 @@ const (
 	kindScope
 	kindAll
 	kindAny
-	kindLoad // Guard.Load: fetch the live state, require nothing
+	kindLoad        // Guard.Load: fetch the live state, require nothing
+	kindAuthContext // AuthContext: an acrs value in the token
 )
 
 // errInvalidRequirement is wrapped by every error of [Requirement.Validate].
@@ -129,6 +134,68 @@ func claim(kind reqKind, what, name string) Requirement {
 	return r
 }
 
+// AuthContext requires the token's acrs claim to list the Conditional
+// Access authentication context id, "c1" to "c99" (the IDs Entra allows):
+// a step-up, such as a fresh phishing-resistant MFA, that a Conditional
+// Access policy targeting that context demands before Entra issues such a
+// token. It is decided from the token alone, without live state: acrs
+// says what the sign-in behind this token satisfied. App-only tokens carry
+// no acrs and never satisfy it.
+//
+// When it is not met, the Guard answers 401 with the claims challenge
+// MSAL understands, code insufficient_claims ([ErrInsufficientClaims]):
+//
+//	WWW-Authenticate: Bearer realm="pimguard", error="insufficient_claims", error_description="…", claims="eyJhY2Nlc3NfdG9rZW4iOnsiYWNycyI6eyJlc3NlbnRpYWwiOnRydWUsInZhbHVlIjoiYzEifX19"
+//
+// claims is the standard base64 of {"access_token":{"acrs":{"essential":true,"value":"c1"}}};
+// the client passes the decoded JSON to its token request (MSAL's
+// WithClaims / claims parameter) and retries with the new token. When
+// several requirements are unmet, the first in the requirement's order
+// decides the answer: put AuthContext first in an [AllOf] to ask for the
+// step-up before, say, a PIM activation.
+//
+// An id outside c1–c99 makes the requirement invalid ([Requirement.Validate]).
+func AuthContext(id string) Requirement {
+	r := Requirement{kind: kindAuthContext, id: id}
+	if !isAuthContextID(id) {
+		r.err = fmt.Errorf("%w: authentication context %.20q is not one of c1 to c99", errInvalidRequirement, id)
+		return r
+	}
+	r.unmet = &authContextError{id: id}
+	return r
+}
+
+// isAuthContextID reports whether id is "c1" to "c99", without leading
+// zeros: the authentication context IDs Entra defines.
+func isAuthContextID(id string) bool {
+	switch {
+	case len(id) < 2 || len(id) > 3 || id[0] != 'c' || id[1] < '1' || id[1] > '9':
+		return false
+	case len(id) == 3:
+		return '0' <= id[2] && id[2] <= '9'
+	}
+	return true
+}
+
+// authContextError is the denial of an unmet [AuthContext]: it wraps
+// [ErrInsufficientClaims], and [RejectionFor] reads from it the claims
+// request the client must make.
+type authContextError struct{ id string }
+
+func (e *authContextError) Error() string {
+	return ErrInsufficientClaims.Error() + ": authentication context " + e.id
+}
+
+func (e *authContextError) Unwrap() error { return ErrInsufficientClaims }
+
+// claimsRequest is the claims request (OpenID Connect Core §5.5) for an
+// access token whose acrs holds the context, in the form Entra documents
+// for authentication context challenges (see challenge). The id is one of
+// c1–c99, so it needs no escaping.
+func (e *authContextError) claimsRequest() string {
+	return `{"access_token":{"acrs":{"essential":true,"value":"` + e.id + `"}}}`
+}
+
 // AllOf requires every one of rs. It needs at least one.
 func AllOf(rs ...Requirement) Requirement { return combine(kindAll, "AllOf", rs) }
 
@@ -160,7 +227,8 @@ func (r Requirement) Validate() error {
 // String returns a compact form of r, used in logs and in the "required"
 // member of denials: "role:{id}" (tenant-wide), "role:{id}@{scope}",
 // "group-member:{id}", "group-owner:{id}", "app-role:{name}",
-// "scope:{name}", "all(…, …)" and "any(…, …)". IDs are lower case.
+// "scope:{name}", "auth-context:{id}", "all(…, …)" and "any(…, …)".
+// Role and group IDs are lower case.
 func (r Requirement) String() string {
 	switch r.kind {
 	case kindRole:
@@ -174,6 +242,8 @@ func (r Requirement) String() string {
 		return "app-role:" + r.id
 	case kindScope:
 		return "scope:" + r.id
+	case kindAuthContext:
+		return "auth-context:" + r.id
 	case kindAll, kindAny:
 		var b strings.Builder
 		if r.kind == kindAll {
@@ -271,6 +341,11 @@ func (r *Requirement) eval(e *evaluation) bool {
 	case kindScope:
 		if !slices.Contains(e.principal.Scopes, r.id) {
 			return e.fail(r, ErrScopeMissing, time.Time{})
+		}
+		return true
+	case kindAuthContext:
+		if !slices.Contains(e.principal.AuthContexts, r.id) {
+			return e.fail(r, r.unmet, time.Time{})
 		}
 		return true
 	case kindAll:

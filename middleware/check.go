@@ -1,6 +1,7 @@
 package middleware
 
 import (
+	"fmt"
 	"log/slog"
 	"net/http"
 )
@@ -31,7 +32,13 @@ import (
 // recorded, and at most one Source lookup (the cache holds the state). It
 // is safe for concurrent use.
 func (g *Guard) Check(r *http.Request, req Requirement) *Rejection {
-	if err := req.Validate(); err != nil {
+	err := req.Validate()
+	if id := g.unknownGroup(&req); err == nil && id != "" {
+		// Every lookup asks Graph about a fixed set of groups; one outside
+		// it cannot be decided (list it in GuardConfig.MemberOfGroups).
+		err = fmt.Errorf("%w: MemberOf(%s) names a group outside GuardConfig.MemberOfGroups and the Guard's routes", errInvalidRequirement, id)
+	}
+	if err != nil {
 		d := decision{rule: &rule{req: req, str: req.String()}, source: stateNone,
 			outcome: "error", level: slog.LevelError, rej: g.rejection(err)}
 		if p, ok := PrincipalFromContext(r.Context()); ok {

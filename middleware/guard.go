@@ -9,6 +9,8 @@ import (
 	"net/http"
 	"slices"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"go.opentelemetry.io/otel"
@@ -150,6 +152,15 @@ type GuardConfig struct {
 	// ClaimsPolicy is [PolicyLive] (zero value) or [PolicyTokenAndLive].
 	ClaimsPolicy ClaimsPolicy
 
+	// MemberOfGroups lists groups whose live membership [MemberOf]
+	// requirements may name besides those of the Guard's Require calls,
+	// which are added as routes are built: list here the groups of
+	// requirements built per request for [Guard.Check]. The Guard asks
+	// Graph about all of them on every lookup (one checkMemberGroups
+	// sub-request per 20 groups; at most graphcheck.MaxCheckGroups).
+	// Default none.
+	MemberOfGroups []string
+
 	// AccountChecks are made on every request through this Guard, before
 	// its requirement: a disabled or deleted account, revoked sessions, a
 	// changed password, a user at high risk (see [AccountChecks] for each
@@ -210,6 +221,12 @@ type Guard struct {
 	cache   *cache.Cache[string, *lookupResult]
 	metrics guardMetrics
 	lookups lookupHealth // the last lookup outcome per tenant, for Health
+
+	// groups are the groups of MemberOf requirements, asked on every
+	// lookup (graphcheck.Principal.CheckGroups). Require adds to them as
+	// routes are built; a request reads them with one atomic load.
+	groups   atomic.Pointer[graphcheck.GroupSet]
+	groupsMu sync.Mutex // serialises additions
 }
 
 // lookupResult is a cached answer of the Source: a state, or the definite
@@ -262,6 +279,9 @@ func NewGuard(cfg GuardConfig) (*Guard, error) {
 		cfg.ErrorWriter = WriteRejection
 	}
 	g := &Guard{cfg: cfg}
+	if err := g.addGroups(cfg.MemberOfGroups); err != nil {
+		return nil, fmt.Errorf("middleware: GuardConfig.MemberOfGroups: %w", err)
+	}
 	c, err := cache.NewShared(cache.Config{
 		Size: cfg.CacheSize, TTL: cfg.CacheTTL, NegativeTTL: cfg.NegativeTTL,
 		MaxStale: cfg.MaxStale, LoadTimeout: cfg.LookupTimeout, Now: cfg.Now,
@@ -312,7 +332,54 @@ func (g *Guard) Require(r Requirement) func(http.Handler) http.Handler {
 	if err := r.Validate(); err != nil {
 		panic(err)
 	}
+	if err := g.addGroups(r.memberOfGroups(nil)); err != nil {
+		panic(fmt.Errorf("middleware: Require(%s): %w", r, err))
+	}
 	return g.middleware(r)
+}
+
+// addGroups adds ids to the groups asked on every lookup. Lookups made
+// before see the old set: their states are keyed by it (LookupKey) and
+// never answer for a group they did not check.
+func (g *Guard) addGroups(ids []string) error {
+	if len(ids) == 0 {
+		return nil
+	}
+	g.groupsMu.Lock()
+	defer g.groupsMu.Unlock()
+	cur := g.groups.Load()
+	if cur != nil && !slices.ContainsFunc(ids, func(id string) bool { return !cur.Contains(id) }) {
+		return nil
+	}
+	if cur != nil {
+		ids = append(cur.IDs(), ids...)
+	}
+	set, err := graphcheck.NewGroupSet(ids...)
+	if err != nil {
+		return err
+	}
+	g.groups.Store(&set)
+	return nil
+}
+
+// checkGroups is the set of groups every lookup asks about.
+func (g *Guard) checkGroups() graphcheck.GroupSet {
+	if s := g.groups.Load(); s != nil {
+		return *s
+	}
+	return graphcheck.GroupSet{}
+}
+
+// unknownGroup returns a group r names in a MemberOf that the Guard does not
+// ask about, or "".
+func (g *Guard) unknownGroup(r *Requirement) string {
+	set := g.checkGroups()
+	for _, id := range r.memberOfGroups(nil) {
+		if !set.Contains(id) {
+			return id
+		}
+	}
+	return ""
 }
 
 // Load is a middleware that fetches the principal's live state and puts it
@@ -494,7 +561,7 @@ func (g *Guard) graphPrincipal(p *Principal) graphcheck.Principal {
 // principal.
 func (g *Guard) principalOfKind(tenantID, objectID string, app bool) graphcheck.Principal {
 	return graphcheck.Principal{TenantID: tenantID, ObjectID: objectID, ServicePrincipal: app,
-		Need: g.cfg.AccountChecks.need(app)}
+		Need: g.cfg.AccountChecks.need(app), CheckGroups: g.checkGroups()}
 }
 
 // load is the cache's LoadFunc: one Source lookup for a principal. It
@@ -542,6 +609,8 @@ func (g *Guard) result(key string, gp graphcheck.Principal, s *graphcheck.State,
 		return none, fmt.Errorf("%w: source returned no account for %s, which the account checks need", graphcheck.ErrUnavailable, key)
 	case gp.Need.Has(graphcheck.NeedRisk) && s.Risk == nil:
 		return none, fmt.Errorf("%w: source returned no risk for %s, which the risk check needs", graphcheck.ErrUnavailable, key)
+	case gp.CheckGroups.Len() > 0 && !s.CheckedAll(gp.CheckGroups):
+		return none, fmt.Errorf("%w: source did not check the group memberships asked for %s", graphcheck.ErrUnavailable, key)
 	}
 	return cache.Result[*lookupResult]{Value: &lookupResult{state: s}, NotAfter: s.NotAfter(), Negative: s.Empty()}, nil
 }
@@ -661,7 +730,11 @@ func (g *Guard) Preflight(ctx context.Context) error {
 	if !ok {
 		return fmt.Errorf("%w: %T", ErrPreflightUnsupported, g.cfg.Source)
 	}
-	if err := pf.Preflight(ctx, g.cfg.AccountChecks.need(false)|g.cfg.AccountChecks.need(true)); err != nil {
+	need := g.cfg.AccountChecks.need(false) | g.cfg.AccountChecks.need(true)
+	if g.checkGroups().Len() > 0 {
+		need |= graphcheck.NeedGroupMembership
+	}
+	if err := pf.Preflight(ctx, need); err != nil {
 		if errors.Is(err, errors.ErrUnsupported) {
 			// A wrapper (graphcheck/breaker) around a Source without Preflight.
 			return fmt.Errorf("%w: %T: %w", ErrPreflightUnsupported, g.cfg.Source, err)

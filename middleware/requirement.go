@@ -45,6 +45,7 @@ const (
 	kindAny
 	kindLoad        // Guard.Load: fetch the live state, require nothing
 	kindAuthContext // AuthContext: an acrs value in the token
+	kindMemberOf    // MemberOf: live transitive membership, PIM-managed or not
 )
 
 // errInvalidRequirement is wrapped by every error of [Requirement.Validate].
@@ -107,6 +108,40 @@ func GroupMember(groupID string) Requirement { return group(groupID, graphcheck.
 // GroupOwner requires an active PIM-for-Groups "owner" assignment to the
 // group groupID (a GUID) now.
 func GroupOwner(groupID string) Requirement { return group(groupID, graphcheck.AccessOwner) }
+
+// MemberOf requires live, transitive membership of the group groupID (a
+// GUID) now, PIM-managed or not: a permanent member, a member through a
+// nested group and an active PIM-for-Groups member all meet it. Unlike the
+// token's groups claim it is never stale and has no overage limit; unlike
+// [GroupMember] it does not need the group to be managed by PIM.
+//
+// The Guard asks Graph's checkMemberGroups for exactly the groups its
+// MemberOf requirements name (collected by [Guard.Require], plus
+// [GuardConfig.MemberOfGroups] for requirements built later, e.g. for
+// [Guard.Check]), in the same $batch as the PIM state: one sub-request per
+// 20 groups, however many groups the user belongs to (Graph permission
+// GroupMember.Read.All). Membership has no end time in Graph, so it is
+// seen within the cache TTL, or at once after [Guard.Purge].
+func MemberOf(groupID string) Requirement {
+	r := Requirement{kind: kindMemberOf, id: strings.ToLower(groupID)}
+	if !graphcheck.IsGUID(groupID) {
+		r.err = fmt.Errorf("%w: group ID %.60q is not a GUID", errInvalidRequirement, groupID)
+	}
+	return r
+}
+
+// memberOfGroups appends the groups of r's MemberOf leaves to ids.
+func (r *Requirement) memberOfGroups(ids []string) []string {
+	switch r.kind {
+	case kindMemberOf:
+		ids = append(ids, r.id)
+	case kindAll, kindAny:
+		for i := range r.subs {
+			ids = r.subs[i].memberOfGroups(ids)
+		}
+	}
+	return ids
+}
 
 func group(id, access string) Requirement {
 	r := Requirement{kind: kindGroup, id: strings.ToLower(id), scope: access}
@@ -227,7 +262,8 @@ func (r Requirement) Validate() error {
 // String returns a compact form of r, used in logs and in the "required"
 // member of denials: "role:{id}" (tenant-wide), "role:{id}@{scope}",
 // "group-member:{id}", "group-owner:{id}", "app-role:{name}",
-// "scope:{name}", "auth-context:{id}", "all(…, …)" and "any(…, …)".
+// "scope:{name}", "auth-context:{id}", "member-of:{id}", "all(…, …)" and
+// "any(…, …)".
 // Role and group IDs are lower case.
 func (r Requirement) String() string {
 	switch r.kind {
@@ -244,6 +280,8 @@ func (r Requirement) String() string {
 		return "scope:" + r.id
 	case kindAuthContext:
 		return "auth-context:" + r.id
+	case kindMemberOf:
+		return "member-of:" + r.id
 	case kindAll, kindAny:
 		var b strings.Builder
 		if r.kind == kindAll {
@@ -268,7 +306,7 @@ func (r Requirement) String() string {
 // needsLive reports whether evaluating r reads the live PIM state.
 func (r *Requirement) needsLive() bool {
 	switch r.kind {
-	case kindRole, kindGroup, kindLoad:
+	case kindRole, kindGroup, kindMemberOf, kindLoad:
 		return true
 	case kindAll, kindAny:
 		for i := range r.subs {
@@ -331,6 +369,21 @@ func (r *Requirement) eval(e *evaluation) bool {
 		// denies under token-and-live.
 		if e.tokenAndLive && r.scope == graphcheck.AccessMember && !containsFold(e.principal.Groups, r.id) {
 			return e.fail(r, ErrGroupNotInToken, time.Time{})
+		}
+		return true
+	case kindMemberOf:
+		if e.state == nil {
+			return e.fail(r, ErrGroupNotActive, time.Time{})
+		}
+		member, known := e.state.MemberOfGroup(e.now, r.id)
+		switch {
+		case !known:
+			// Not asked of Graph (a group outside the Guard's set), or
+			// possibly held through a PIM membership that ended since:
+			// undecided, so 503, never a guess.
+			return e.fail(r, ErrPIMUnavailable, time.Time{})
+		case !member:
+			return e.fail(r, ErrGroupNotActive, time.Time{})
 		}
 		return true
 	case kindAppRole:

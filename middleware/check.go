@@ -18,11 +18,14 @@ import (
 // state from the Guard's cache (or one coalesced Source lookup), the
 // [GuardConfig.AccountChecks] and [GuardConfig.ClaimsPolicy], one decision
 // record and one count in pimguard.decisions per call. Its refusals are
-// those of Require: 403 when req is not met, 401 principal_not_found or an
+// those of Require: 403 when req is not met (401 insufficient_claims for
+// an unmet [AuthContext]), 401 principal_not_found or an
 // account check's code, 503 pim_unavailable with Retry-After when the live
 // state cannot be fetched, and 500 internal_error when r carries no
 // Principal (no Authenticator in front) or req is invalid
-// ([Requirement.Validate]): Require panics on an invalid requirement when
+// ([Requirement.Validate], or a [MemberOf] group outside
+// [GuardConfig.MemberOfGroups] and the Guard's routes, which its lookups do
+// not ask about): Require panics on an invalid requirement when
 // routes are built, but a requirement built per request can only be
 // refused, never guessed at.
 //

@@ -318,7 +318,8 @@ func MustNewGuard(cfg GuardConfig) *Guard {
 // and Use, alice, and plain net/http wrapping.
 //
 // Every other path answers without calling next: 403 insufficient_scope
-// when r is not met; 401 principal_not_found when the directory says the
+// when r is not met (401 insufficient_claims, with a claims challenge,
+// when the first unmet leaf is an [AuthContext]); 401 principal_not_found when the directory says the
 // principal no longer exists; 503 pim_unavailable with Retry-After when the
 // state cannot be fetched and MaxStale does not allow an older one; and 500
 // internal_error when no Principal is in the context (no Authenticator in
@@ -326,8 +327,9 @@ func MustNewGuard(cfg GuardConfig) *Guard {
 //
 // Require panics if r is invalid ([Requirement.Validate]), so that a
 // mistyped role ID fails when routes are built, not on a request. A
-// requirement made only of [AppRole] and [Scope] is decided from the token
-// and does not fetch the live state.
+// requirement made only of [AppRole], [Scope] and [AuthContext] is decided
+// from the token and does not fetch the live state. The groups of its
+// [MemberOf] leaves join those every lookup of the Guard asks about.
 func (g *Guard) Require(r Requirement) func(http.Handler) http.Handler {
 	if err := r.Validate(); err != nil {
 		panic(err)

@@ -19,5 +19,16 @@
 //
 // Errors are classified ([ErrPrincipalNotFound], [ErrPermissionDenied],
 // [ErrLicenseRequired], [ErrUnavailable]) so that no failure can be mistaken
-// for "no roles".
+// for "no roles"; [ErrOutage] further marks the failures that mean Graph is
+// down for everyone, which circuit breakers (graphcheck/breaker) count.
+//
+// Besides PIM state, a lookup can check live membership of a fixed set of
+// groups ([Principal.CheckGroups], a [GroupSet]; answered in
+// [State.MemberOf]), and account facts and risk ([Need]).
+//
+// The optional capabilities of Sources and of what stands in front of them
+// are declared here, once: [Preflighter], [Purger], [UserDirectory] (a
+// target user and its administrative units, for rules decided in
+// handlers), [HealthReporter] (readiness), and [TenantLimits] (Graph limits
+// shared by the replicas of a fleet).
 package graphcheck

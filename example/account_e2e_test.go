@@ -57,7 +57,7 @@ func TestRealModeAccountChecksAndPurge(t *testing.T) {
 
 	someone := users["disabled"]
 	tok := tenant.MustMint(graphtest.Token{ObjectID: someone})
-	if st, c := code("DELETE", "/api/users/sam", tok); st != 200 {
+	if st, c := code("DELETE", "/api/users/"+admin, tok); st != 200 { // a target in the tenant; real mode deletes nothing
 		t.Fatalf("before any change: %d %s", st, c)
 	}
 	if st, c := purge(someone, tok); st != 403 || c != "role_not_active" {
@@ -124,19 +124,24 @@ func TestRealModeAccountChecksAndPurge(t *testing.T) {
 }
 
 // TestPreflightStopsStart: in real mode the example checks its Graph
-// permissions before serving, and a missing one stops it with a message
-// naming what to grant.
+// permissions before serving — the Guard's, then those of the helpdesk
+// actions' user lookups (msgraph's Source.User) — and a missing one stops
+// it with a message naming what to grant.
 func TestPreflightStopsStart(t *testing.T) {
 	bin := buildExample(t)
+	const guardPreflight, userPreflight = "example: startup: middleware: preflight:", "example: startup: preflight of the helpdesk's user lookups:"
 	for _, tc := range []struct {
 		name, prefix string
 		fault        graphtest.Fault
 		checks, want string
+		failure      string // how the start-up failure begins
 	}{
-		{"PIM licence", "/roleManagement/", graphtest.LicenseRequiredFault(), "", "Microsoft Entra ID P2"},
-		{"group members", "/groups", graphtest.DeniedFault(), "", "GroupMember.Read.All"},
-		{"users for account checks", "/users", graphtest.DeniedFault(), "enabled", "User.Read.All"},
-		{"risky users", "/identityProtection/", graphtest.DeniedFault(), "risk", "IdentityRiskyUser.Read.All"},
+		{"PIM licence", "/roleManagement/", graphtest.LicenseRequiredFault(), "", "Microsoft Entra ID P2", guardPreflight},
+		{"group members", "/groups", graphtest.DeniedFault(), "", "GroupMember.Read.All", guardPreflight},
+		{"users for account checks", "/users", graphtest.DeniedFault(), "enabled", "User.Read.All", guardPreflight},
+		{"risky users", "/identityProtection/", graphtest.DeniedFault(), "risk", "IdentityRiskyUser.Read.All", guardPreflight},
+		{"users for the helpdesk actions", "/users", graphtest.DeniedFault(), "", "User.Read.All", userPreflight},
+		{"administrative units for the helpdesk actions", "/directory/administrativeUnits", graphtest.DeniedFault(), "", "AdministrativeUnit.Read.All", userPreflight},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			tenant := graphtest.NewServer(graphtest.Options{Clock: graphtest.NewLiveClock()})
@@ -153,7 +158,7 @@ func TestPreflightStopsStart(t *testing.T) {
 				"PIMGUARD_ACCOUNT_CHECKS="+tc.checks,
 			)
 			out, err := cmd.CombinedOutput()
-			if err == nil || !strings.Contains(string(out), "example: startup: middleware: preflight:") || !strings.Contains(string(out), tc.want) {
+			if err == nil || !strings.Contains(string(out), tc.failure) || !strings.Contains(string(out), tc.want) {
 				t.Fatalf("err %v, output %q; want a start-up failure naming %s", err, out, tc.want)
 			}
 			if strings.Contains(string(out), "example: listening") {

@@ -3,6 +3,8 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"strings"
@@ -11,6 +13,7 @@ import (
 	"github.com/go-chi/chi/v5"
 
 	"github.com/pimguard/pimguard/graphcheck"
+	"github.com/pimguard/pimguard/graphcheck/breaker"
 	"github.com/pimguard/pimguard/graphcheck/msgraph"
 	"github.com/pimguard/pimguard/middleware"
 	"github.com/pimguard/pimguard/redisstore"
@@ -22,19 +25,23 @@ type appConfig struct {
 	graph         msgraph.Config
 	guard         middleware.GuardConfig // Source is set by newApp
 	auditorsGroup string
-	preflight     bool              // Guard.Preflight before serving
-	users         map[string]string // the in-memory directory's users: id → name
-	now           func() time.Time
-	extraRoutes   func(chi.Router) // demo controls
+	preflight     bool // Guard.Preflight before serving
+	// users seeds the in-memory directory the helpdesk actions look their
+	// target up in and act on (the demo). Nil (real mode): they look the
+	// target up in Graph (msgraph's Source.User) and change nothing in the
+	// tenant, answering what they would have done.
+	users map[string]directoryUser
+	// deleteAuthContext, when set, is the authentication context (c1 to
+	// c99) DELETE /api/users/{id} also requires (middleware.AuthContext).
+	deleteAuthContext string
+	now               func() time.Time
+	extraRoutes       func(chi.Router) // demo controls
 
 	// fleet is the Redis store of fleet mode, made by newApp (which sets
 	// its Logger, MeterProvider and Now) and used as guard.Shared and
 	// graph.TenantLimits. An empty URL means no fleet mode.
 	fleet redisstore.Config
 }
-
-// directoryUsers seeds the in-memory directory the helpdesk actions act on.
-var directoryUsers = map[string]string{"alex": "Alex Wilber", "sam": "Sam Taylor", "kim": "Kim Akers"}
 
 // realAppConfig maps the validated environment onto the library's configs.
 func realAppConfig(cfg config) appConfig {
@@ -43,16 +50,20 @@ func realAppConfig(cfg config) appConfig {
 			Tenants:   []string{cfg.TenantID},
 			Audiences: cfg.Audiences,
 			Authority: cfg.Authority,
+			// Start while Entra is unreachable instead of crash-looping:
+			// until the keys are fetched, requests get 503
+			// token_keys_unavailable and /readyz says why.
+			DiscoverInBackground: true,
 		},
 		graph: msgraph.Config{
 			BaseURL:              cfg.GraphURL,
 			InsecureNoCredential: cfg.GraphAuth == "none",
 		},
-		fleet:         fleetConfig(cfg),
-		auditorsGroup: cfg.AuditorsGroup,
-		preflight:     cfg.Preflight,
-		users:         directoryUsers,
-		now:           time.Now,
+		fleet:             fleetConfig(cfg),
+		auditorsGroup:     cfg.AuditorsGroup,
+		preflight:         cfg.Preflight,
+		deleteAuthContext: cfg.DeleteAuthContext,
+		now:               time.Now,
 	}
 	ac.guard = guardConfig(cfg)
 	return ac
@@ -70,11 +81,17 @@ func fleetConfig(cfg config) redisstore.Config {
 	return redisstore.Config{URL: cfg.RedisURL, Key: cfg.SharedKey}
 }
 
-// app is the helpdesk API: pimguard in front of an in-memory directory.
+// app is the helpdesk API: pimguard in front of a directory of users.
 type app struct {
-	auth          *middleware.Authenticator
-	guard         *middleware.Guard
+	auth  *middleware.Authenticator
+	guard *middleware.Guard
+	// users is where the helpdesk actions look their target up: the
+	// in-memory directory (demo) or Graph (real mode).
+	users graphcheck.UserDirectory
+	// dir holds the audit log and, in demo mode, the users the actions
+	// act on.
 	dir           *directory
+	canDelete     middleware.Requirement
 	auditorsGroup string
 	now           func() time.Time
 	logger        *slog.Logger
@@ -85,20 +102,34 @@ type app struct {
 
 // newApp builds the app. In fleet mode it connects to Redis (not an error
 // when Redis is unreachable: the app then works alone until it is back);
-// [app.Close] disconnects.
+// [app.Close] disconnects, and stops the Authenticator's background work.
 func newApp(ctx context.Context, ac appConfig, logger *slog.Logger) (_ *app, err error) {
 	if ac.now == nil {
 		ac.now = time.Now
 	}
-	ac.auth.Logger, ac.auth.Now = logger, ac.now
-	auth, err := middleware.NewAuthenticator(ctx, ac.auth)
-	if err != nil {
-		return nil, err
+	canDelete := canDeleteUsers
+	if ac.deleteAuthContext != "" {
+		// The role first: a caller without it is told so (403) rather
+		// than asked to step up for nothing.
+		canDelete = middleware.AllOf(canDeleteUsers, middleware.AuthContext(ac.deleteAuthContext))
+		if err := canDelete.Validate(); err != nil {
+			return nil, err
+		}
 	}
 	m, err := newMetrics()
 	if err != nil {
 		return nil, err
 	}
+	ac.auth.Logger, ac.auth.Now, ac.auth.MeterProvider = logger, ac.now, m.provider
+	auth, err := middleware.NewAuthenticator(ctx, ac.auth)
+	if err != nil {
+		return nil, err
+	}
+	defer func() {
+		if err != nil {
+			_ = auth.Close()
+		}
+	}()
 	var fleet *redisstore.Store
 	if ac.fleet.URL != "" {
 		ac.fleet.Logger, ac.fleet.MeterProvider, ac.fleet.Now = logger, m.provider, ac.now
@@ -119,10 +150,23 @@ func newApp(ctx context.Context, ac appConfig, logger *slog.Logger) (_ *app, err
 	if err != nil {
 		return nil, err
 	}
-	ac.guard.Source, ac.guard.Logger, ac.guard.Now, ac.guard.MeterProvider = src, logger, ac.now, m.provider
+	// During a Graph outage, the lookups of each tenant fail fast (503
+	// pim_unavailable at once, one probe per cool-down) once its breaker
+	// opens, and /readyz says so.
+	ac.guard.Source = breaker.New(src, breaker.Config{Logger: logger, MeterProvider: m.provider})
+	ac.guard.Logger, ac.guard.Now, ac.guard.MeterProvider = logger, ac.now, m.provider
 	guard, err := middleware.NewGuard(ac.guard)
 	if err != nil {
 		return nil, err
+	}
+	tenant := ""
+	if len(ac.auth.Tenants) > 0 {
+		tenant = ac.auth.Tenants[0]
+	}
+	dir := newDirectory(ac.now, tenant, ac.users)
+	var users graphcheck.UserDirectory = dir
+	if !dir.ownsUsers() {
+		users = src
 	}
 	if ac.preflight {
 		// A missing Graph permission or licence stops the service here,
@@ -130,26 +174,38 @@ func newApp(ctx context.Context, ac appConfig, logger *slog.Logger) (_ *app, err
 		if err := guard.Preflight(ctx); err != nil {
 			return nil, err
 		}
+		if !dir.ownsUsers() {
+			// The helpdesk actions read the target user and its
+			// administrative units (AdministrativeUnit.Read.All).
+			if err := src.Preflight(ctx, graphcheck.NeedAdministrativeUnits); err != nil {
+				return nil, fmt.Errorf("preflight of the helpdesk's user lookups: %w", err)
+			}
+		}
 		logger.Info("example: preflight passed", "account_checks", ac.guard.AccountChecks.String())
 	}
 	return &app{
-		auth: auth, guard: guard, dir: newDirectory(ac.now, ac.users), auditorsGroup: ac.auditorsGroup,
+		auth: auth, guard: guard, users: users, dir: dir, canDelete: canDelete, auditorsGroup: ac.auditorsGroup,
 		now: ac.now, logger: logger, extraRoutes: ac.extraRoutes, metrics: m.handler, fleet: fleet,
 	}, nil
 }
 
-// Close releases what the app holds besides its handlers: in fleet mode,
-// the Redis store's connections and goroutines. Call it once the server
-// has stopped serving.
+// Close releases what the app holds besides its handlers: the
+// Authenticator's background work (discovery retries, key-set refreshes)
+// and, in fleet mode, the Redis store's connections and goroutines. Call
+// it once the server has stopped serving.
 func (a *app) Close() error {
-	if a.fleet == nil {
-		return nil
+	err := a.auth.Close()
+	if a.fleet != nil {
+		err = errors.Join(err, a.fleet.Close())
 	}
-	return a.fleet.Close()
+	return err
 }
 
-// Requirements of the protected routes.
+// Requirements of the protected routes. Resetting a password is decided
+// in the handler, once the target user's administrative units are known
+// (resetRequirement); canResetPasswords is its tenant-wide part.
 var (
+	resetRoles        = []string{middleware.RoleHelpdeskAdministrator, middleware.RoleUserAdministrator}
 	canResetPasswords = middleware.AnyOf(
 		middleware.Role(middleware.RoleHelpdeskAdministrator),
 		middleware.Role(middleware.RoleUserAdministrator),
@@ -157,6 +213,22 @@ var (
 	canDeleteUsers = middleware.Role(middleware.RoleUserAdministrator)
 	canPurge       = middleware.Role(middleware.RolePrivilegedRoleAdministrator)
 )
+
+// resetRequirement is who may reset u's password: a Helpdesk or User
+// Administrator tenant-wide, or scoped to an administrative unit that
+// holds u.
+func resetRequirement(u *graphcheck.DirectoryUser) middleware.Requirement {
+	reqs := make([]middleware.Requirement, 0, len(resetRoles)*(1+len(u.AdministrativeUnits)))
+	for _, role := range resetRoles {
+		reqs = append(reqs, middleware.Role(role))
+	}
+	for _, au := range u.AdministrativeUnits {
+		for _, role := range resetRoles {
+			reqs = append(reqs, middleware.RoleInScope(role, middleware.AdministrativeUnitScope(au)))
+		}
+	}
+	return middleware.AnyOf(reqs...)
+}
 
 func (a *app) routes() http.Handler {
 	r := chi.NewRouter()
@@ -166,9 +238,18 @@ func (a *app) routes() http.Handler {
 	r.MethodNotAllowed(func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, http.StatusMethodNotAllowed, map[string]string{"error": "method_not_allowed"})
 	})
+	// Liveness: the process serves. It never depends on Entra or Graph,
+	// so that an outage of theirs does not get the replica restarted.
 	r.Get("/healthz", func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})
+	// Readiness: 503 naming what is not ready (signing keys not fetched
+	// yet, a tenant's Graph lookups failed fast by its breaker), 200
+	// otherwise. Unauthenticated, like /healthz: it names tenants and
+	// states, no principal and no token.
+	ready := middleware.ReadyHandler(a.auth, a.guard)
+	r.Method(http.MethodGet, "/readyz", ready)
+	r.Method(http.MethodHead, "/readyz", ready)
 	// Unauthenticated, like most Prometheus endpoints: it carries counts,
 	// no identities. Bind the service to an internal address, or put the
 	// route behind your own network policy, if that matters.
@@ -176,8 +257,10 @@ func (a *app) routes() http.Handler {
 	r.Route("/api", func(r chi.Router) {
 		r.Use(a.auth.Handler)
 		r.With(a.guard.Load).Get("/me", a.me)
-		r.With(a.guard.Require(canResetPasswords)).Post("/users/{id}/reset-password", a.resetPassword)
-		r.With(a.guard.Require(canDeleteUsers)).Delete("/users/{id}", a.deleteUser)
+		// Decided in the handler (Guard.Check): the rule depends on the
+		// target user's administrative units.
+		r.With(a.guard.Load).Post("/users/{id}/reset-password", a.resetPassword)
+		r.With(a.guard.Require(a.canDelete)).Delete("/users/{id}", a.deleteUser)
 		if a.auditorsGroup != "" {
 			r.With(a.guard.Require(middleware.GroupMember(a.auditorsGroup))).Get("/audit", a.audit)
 		}
@@ -248,25 +331,135 @@ func (a *app) me(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, out)
 }
 
+// resetPassword resets the target user's password, for a Helpdesk or
+// User Administrator tenant-wide or in an administrative unit that holds
+// the target (resetRequirement). A caller who holds neither role in any
+// scope is refused before the directory is asked, so that it can neither
+// learn which users exist nor make the service call Graph.
 func (a *app) resetPassword(w http.ResponseWriter, r *http.Request) {
 	p, _ := middleware.PrincipalFromContext(r.Context())
+	s, _ := middleware.LiveStateFromContext(r.Context())
 	id := chi.URLParam(r, "id")
-	temp, ok := a.dir.resetPassword(p.ObjectID, id)
+	if !holdsAnyRole(s, a.now(), resetRoles) {
+		if rej := a.guard.Check(r, canResetPasswords); rej != nil {
+			a.guard.WriteRejection(w, r, rej)
+			return
+		}
+	}
+	target, ok := a.lookUpTarget(w, r, p.TenantID, id)
 	if !ok {
-		writeJSON(w, http.StatusNotFound, map[string]string{"error": "user_not_found", "userId": id})
 		return
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"userId": id, "temporaryPassword": temp, "forceChangeAtNextSignIn": true})
+	if rej := a.guard.Check(r, resetRequirement(target)); rej != nil {
+		a.guard.WriteRejection(w, r, rej)
+		return
+	}
+	if !a.dir.ownsUsers() {
+		a.dir.recordNotPerformed(p.ObjectID, "reset-password", target.ID)
+		writeJSON(w, http.StatusOK, notPerformed(target, "set a temporary password and require a new one at the next sign-in"))
+		return
+	}
+	temp, ok := a.dir.resetPassword(p.ObjectID, id)
+	if !ok {
+		a.writeUserNotFound(w, r) // deleted meanwhile
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"userId": id, "temporaryPassword": temp, "forceChangeAtNextSignIn": true, "performed": true})
 }
 
+// deleteUser deletes the target user, for a User Administrator
+// tenant-wide (with PIMGUARD_DELETE_AUTH_CONTEXT, holding that
+// authentication context too: Guard.Require in front decided).
 func (a *app) deleteUser(w http.ResponseWriter, r *http.Request) {
 	p, _ := middleware.PrincipalFromContext(r.Context())
 	id := chi.URLParam(r, "id")
-	if !a.dir.deleteUser(p.ObjectID, id) {
-		writeJSON(w, http.StatusNotFound, map[string]string{"error": "user_not_found", "userId": id})
+	target, ok := a.lookUpTarget(w, r, p.TenantID, id)
+	if !ok {
 		return
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"userId": id, "deleted": true})
+	if !a.dir.ownsUsers() {
+		a.dir.recordNotPerformed(p.ObjectID, "delete-user", target.ID)
+		writeJSON(w, http.StatusOK, notPerformed(target, "delete the user"))
+		return
+	}
+	if !a.dir.deleteUser(p.ObjectID, id) {
+		a.writeUserNotFound(w, r)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"userId": id, "deleted": true, "performed": true})
+}
+
+// holdsAnyRole reports whether s has one of roles active at now, in any
+// directory scope.
+func holdsAnyRole(s *graphcheck.State, now time.Time, roles []string) bool {
+	for _, ra := range s.ActiveRoles(now) {
+		for _, role := range roles {
+			if strings.EqualFold(ra.RoleDefinitionID, role) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// Codes of the helpdesk actions' own refusals, written in the Guard's
+// error format.
+const (
+	codeUserNotFound         = "user_not_found"
+	codeDirectoryUnavailable = "directory_unavailable"
+)
+
+// directoryRetryAfter is the Retry-After of a 503 directory_unavailable.
+const directoryRetryAfter = 5 * time.Second
+
+// lookUpTarget looks the target user id of tenant up in the directory.
+// When it cannot, it writes the refusal and returns false: 404
+// user_not_found for a user the directory does not hold (or an ID that
+// cannot be one), 503 directory_unavailable with Retry-After when Graph
+// could not answer, 500 internal_error otherwise (a Graph permission
+// missing: the log names it).
+func (a *app) lookUpTarget(w http.ResponseWriter, r *http.Request, tenantID, id string) (*graphcheck.DirectoryUser, bool) {
+	u, err := a.users.User(r.Context(), tenantID, id)
+	switch {
+	case err == nil:
+		return u, true
+	case errors.Is(err, graphcheck.ErrPrincipalNotFound), errors.Is(err, graphcheck.ErrInvalidPrincipal):
+		a.writeUserNotFound(w, r)
+	case errors.Is(err, graphcheck.ErrUnavailable):
+		a.logger.WarnContext(r.Context(), "example: looking up the target user", "tenant", tenantID, "err", err)
+		a.guard.WriteRejection(w, r, &middleware.Rejection{Status: http.StatusServiceUnavailable, Code: codeDirectoryUnavailable,
+			Description: "The directory cannot be read now; try again shortly.", RetryAfter: directoryRetryAfter, Err: err})
+	default:
+		a.logger.ErrorContext(r.Context(), "example: looking up the target user", "tenant", tenantID, "err", err)
+		a.guard.WriteRejection(w, r, &middleware.Rejection{Status: http.StatusInternalServerError, Code: middleware.CodeInternal,
+			Description: "Internal error.", Err: err})
+	}
+	return nil, false
+}
+
+func (a *app) writeUserNotFound(w http.ResponseWriter, r *http.Request) {
+	a.guard.WriteRejection(w, r, &middleware.Rejection{Status: http.StatusNotFound, Code: codeUserNotFound,
+		Description: "The directory has no user with this ID."})
+}
+
+// notPerformedJSON is real mode's answer to an allowed action: the target
+// as Graph describes it, and what the action would have done.
+type notPerformedJSON struct {
+	UserID              string   `json:"userId"`
+	DisplayName         string   `json:"displayName"`
+	UserPrincipalName   string   `json:"userPrincipalName"`
+	AdministrativeUnits []string `json:"administrativeUnits"`
+	Performed           bool     `json:"performed"`
+	WouldHave           string   `json:"wouldHave"`
+}
+
+func notPerformed(u *graphcheck.DirectoryUser, what string) notPerformedJSON {
+	units := u.AdministrativeUnits
+	if units == nil {
+		units = []string{}
+	}
+	return notPerformedJSON{UserID: u.ID, DisplayName: u.DisplayName, UserPrincipalName: u.UserPrincipalName,
+		AdministrativeUnits: units, WouldHave: what}
 }
 
 func (a *app) audit(w http.ResponseWriter, _ *http.Request) {

@@ -41,6 +41,10 @@ type config struct {
 	// SharedKey authenticates what the fleet writes to Redis; set exactly
 	// when RedisURL is.
 	SharedKey sharedKey
+	// DeleteAuthContext is the Conditional Access authentication context
+	// ("c1" to "c99") that DELETE /api/users/{id} also requires in the
+	// token's acrs claim (a step-up); empty: none.
+	DeleteAuthContext string
 }
 
 // Demo reports whether no tenant is configured. loadConfig refuses a
@@ -82,6 +86,7 @@ var (
 		"PIMGUARD_ADDR",
 		"PIMGUARD_REDIS_URL",
 		"PIMGUARD_SHARED_KEY",
+		"PIMGUARD_DELETE_AUTH_CONTEXT",
 	}
 )
 
@@ -186,6 +191,9 @@ func loadConfig(getenv func(string) string) (config, error) {
 	if c.RedisURL, c.SharedKey, err = fleetVars(getenv); err != nil {
 		return c, err
 	}
+	if c.DeleteAuthContext, err = authContextVar(getenv, "PIMGUARD_DELETE_AUTH_CONTEXT"); err != nil {
+		return c, err
+	}
 	if c.Demo() {
 		return c, nil
 	}
@@ -252,6 +260,23 @@ func fleetVars(getenv func(string) string) (string, sharedKey, error) {
 		return "", nil, fmt.Errorf("PIMGUARD_SHARED_KEY: decodes to %d bytes; it needs at least %d random bytes (openssl rand -base64 32)", len(key), redisstore.MinKeySize)
 	}
 	return redisURL, key, nil
+}
+
+// authContextVar reads the variable name as a Conditional Access
+// authentication context ID, c1 to c99; unset is none. Blanks are refused:
+// a value that expanded to nothing must not quietly turn a step-up off.
+func authContextVar(getenv func(string) string, name string) (string, error) {
+	raw := getenv(name)
+	v := strings.TrimSpace(raw)
+	switch {
+	case raw == "":
+		return "", nil
+	case v == "":
+		return "", fmt.Errorf("%s: set to blanks; set it to an authentication context ID (c1 to c99), or unset it", name)
+	case middleware.AuthContext(v).Validate() != nil:
+		return "", fmt.Errorf("%s: %.20q is not an authentication context ID (c1 to c99, as in Entra's Conditional Access)", name, v)
+	}
+	return v, nil
 }
 
 // decodeBase64 decodes s in standard base64, padded or not, or in the

@@ -55,6 +55,13 @@ func TestLoadConfig(t *testing.T) {
 		{"account check unknown", map[string]string{"PIMGUARD_ACCOUNT_CHECKS": "enabled,mfa"}, "PIMGUARD_ACCOUNT_CHECKS"},
 		{"preflight off", real(map[string]string{"PIMGUARD_PREFLIGHT": "off"}), ""},
 		{"preflight unknown", map[string]string{"PIMGUARD_PREFLIGHT": "sometimes"}, "PIMGUARD_PREFLIGHT"},
+		{"delete auth context", map[string]string{"PIMGUARD_DELETE_AUTH_CONTEXT": "c1"}, ""},
+		{"delete auth context c99 in real mode", real(map[string]string{"PIMGUARD_DELETE_AUTH_CONTEXT": "c99"}), ""},
+		{"delete auth context c0", map[string]string{"PIMGUARD_DELETE_AUTH_CONTEXT": "c0"}, "PIMGUARD_DELETE_AUTH_CONTEXT"},
+		{"delete auth context c100", map[string]string{"PIMGUARD_DELETE_AUTH_CONTEXT": "c100"}, "PIMGUARD_DELETE_AUTH_CONTEXT"},
+		{"delete auth context upper case", map[string]string{"PIMGUARD_DELETE_AUTH_CONTEXT": "C1"}, "PIMGUARD_DELETE_AUTH_CONTEXT"},
+		{"delete auth context a policy name", map[string]string{"PIMGUARD_DELETE_AUTH_CONTEXT": "Require MFA"}, "PIMGUARD_DELETE_AUTH_CONTEXT"},
+		{"delete auth context blanks", map[string]string{"PIMGUARD_DELETE_AUTH_CONTEXT": "  "}, "PIMGUARD_DELETE_AUTH_CONTEXT"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -76,12 +83,16 @@ func TestLoadConfigDefaults(t *testing.T) {
 	}
 	if !c.Demo() || c.CacheTTL != 30*time.Second || c.NegativeTTL != 5*time.Second || c.MaxStale != 0 ||
 		c.ClaimsPolicy != middleware.PolicyLive || c.Addr != "127.0.0.1:8080" || c.GraphURL != "https://graph.microsoft.com/v1.0" ||
-		c.AccountChecks != 0 || c.Preflight {
+		c.AccountChecks != 0 || c.Preflight || c.DeleteAuthContext != "" {
 		t.Errorf("defaults: %+v", c)
 	}
 	c, err = loadConfig(env(map[string]string{"PIMGUARD_TENANT_ID": testTenant, "PIMGUARD_AUDIENCES": "api://x"}))
 	if err != nil || !c.Preflight {
 		t.Errorf("real mode: preflight %v, %v; want on by default", c.Preflight, err)
+	}
+	c, err = loadConfig(env(map[string]string{"PIMGUARD_DELETE_AUTH_CONTEXT": " c12\n"}))
+	if err != nil || c.DeleteAuthContext != "c12" {
+		t.Errorf("PIMGUARD_DELETE_AUTH_CONTEXT: %q, %v; want c12", c.DeleteAuthContext, err)
 	}
 	c, err = loadConfig(env(map[string]string{"PIMGUARD_ACCOUNT_CHECKS": "risk,enabled"}))
 	if err != nil || c.AccountChecks != middleware.CheckAccountEnabled|middleware.CheckUserRisk {
@@ -101,15 +112,16 @@ var (
 		"PIMGUARD_AUDITORS_GROUP": "c1d2e3f4-a5b6-4c7d-8e9f-0a1b2c3d4e5f",
 	}
 	sharedExamples = map[string]string{
-		"PIMGUARD_CACHE_TTL":      "10s",
-		"PIMGUARD_NEGATIVE_TTL":   "2s",
-		"PIMGUARD_CLAIMS_POLICY":  "token-and-live",
-		"PIMGUARD_MAX_STALE":      "1m",
-		"PIMGUARD_ACCOUNT_CHECKS": "enabled,sessions",
-		"PIMGUARD_PREFLIGHT":      "off",
-		"PIMGUARD_ADDR":           "127.0.0.1:0",
-		"PIMGUARD_REDIS_URL":      "redis://127.0.0.1:6379/0",
-		"PIMGUARD_SHARED_KEY":     testSharedKey,
+		"PIMGUARD_CACHE_TTL":           "10s",
+		"PIMGUARD_NEGATIVE_TTL":        "2s",
+		"PIMGUARD_CLAIMS_POLICY":       "token-and-live",
+		"PIMGUARD_MAX_STALE":           "1m",
+		"PIMGUARD_ACCOUNT_CHECKS":      "enabled,sessions",
+		"PIMGUARD_PREFLIGHT":           "off",
+		"PIMGUARD_ADDR":                "127.0.0.1:0",
+		"PIMGUARD_REDIS_URL":           "redis://127.0.0.1:6379/0",
+		"PIMGUARD_SHARED_KEY":          testSharedKey,
+		"PIMGUARD_DELETE_AUTH_CONTEXT": "c1",
 	}
 )
 
@@ -331,7 +343,8 @@ func TestRunDemoListenAddress(t *testing.T) {
 	}
 
 	// Real mode goes past the check to its startup, which the cancelled
-	// context stops before anything listens.
+	// context stops before anything listens (real mode fetches its
+	// signing keys in the background, so the start itself succeeds).
 	for _, addr := range []string{"0.0.0.0:8080", ":8080", "192.168.1.1:8080"} {
 		t.Run("real mode accepts "+addr, func(t *testing.T) {
 			kv := maps.Clone(realModeExamples)
@@ -339,6 +352,9 @@ func TestRunDemoListenAddress(t *testing.T) {
 			code, stderr := runCancelled(t, nil, kv)
 			if code == 2 || strings.Contains(stderr, "example: configuration:") || !strings.Contains(stderr, "example: startup:") {
 				t.Fatalf("exit %d, stderr %q; want the configuration accepted", code, stderr)
+			}
+			if strings.Contains(stderr, "example: listening") {
+				t.Errorf("listened on %s after the start was cancelled: %s", addr, stderr)
 			}
 		})
 	}

@@ -18,13 +18,28 @@ import (
 	"github.com/pimguard/pimguard/middleware"
 )
 
-// The demo tenant's people and group. The IDs are made up.
+// The demo tenant's people, group and administrative unit. The IDs are
+// made up.
 const (
 	janeID     = "a1b2c3d4-0001-4a00-8000-0000000000a1"
 	bobID      = "a1b2c3d4-0002-4a00-8000-0000000000b2"
 	annID      = "a1b2c3d4-0003-4a00-8000-0000000000c3"
+	leeID      = "a1b2c3d4-0004-4a00-8000-0000000000e5"
 	auditorsID = "a1b2c3d4-00a0-4a00-8000-0000000000d4"
+	berlinID   = "a1b2c3d4-00b0-4a00-8000-0000000000f6" // the Berlin administrative unit
 )
+
+// berlinScope is the directory scope of the Berlin administrative unit.
+var berlinScope = middleware.AdministrativeUnitScope(berlinID)
+
+// demoUsers are the users of the demo's in-memory directory, the targets
+// of the helpdesk actions: Alex and Kim are in the Berlin administrative
+// unit, Sam in none.
+var demoUsers = map[string]directoryUser{
+	"alex": {name: "Alex Wilber", units: []string{berlinID}},
+	"sam":  {name: "Sam Taylor"},
+	"kim":  {name: "Kim Akers", units: []string{berlinID}},
+}
 
 // demoPerson is someone who can sign in to the demo tenant.
 type demoPerson struct {
@@ -35,6 +50,7 @@ var demoPeople = []demoPerson{
 	{"jane", janeID, "jane@contoso.example", "Jane", "eligible Helpdesk Administrator (PIM): must activate first"},
 	{"bob", bobID, "bob@contoso.example", "Bob", "permanent User Administrator and Privileged Role Administrator"},
 	{"ann", annID, "ann@contoso.example", "Ann", "eligible member of the Auditors group (PIM for Groups)"},
+	{"lee", leeID, "lee@contoso.example", "Lee", "eligible Helpdesk Administrator of the Berlin administrative unit (Alex and Kim, not Sam)"},
 }
 
 // demoTenant is the in-process fake Entra tenant of demo mode, on a live
@@ -56,11 +72,16 @@ func startDemoTenant(cfg config) (*demoTenant, error) {
 		d.tenant.AddUser(janeID, "jane@contoso.example"),
 		d.tenant.AddUser(bobID, "bob@contoso.example"),
 		d.tenant.AddUser(annID, "ann@contoso.example"),
+		d.tenant.AddUser(leeID, "lee@contoso.example"),
 		d.tenant.AddGroup(auditorsID, "Auditors", false),
+		// The unit's members are the in-memory directory's users
+		// (demoUsers), which the fake tenant does not hold.
+		d.tenant.AddAdministrativeUnit(berlinID, "Berlin"),
 		d.tenant.MakeEligible(janeID, middleware.RoleHelpdeskAdministrator, "/", time.Time{}),
 		d.tenant.AssignRole(bobID, middleware.RoleUserAdministrator, "/", time.Time{}, time.Time{}),
 		d.tenant.AssignRole(bobID, middleware.RolePrivilegedRoleAdministrator, "/", time.Time{}, time.Time{}),
 		d.tenant.MakeGroupEligible(auditorsID, annID, graphtest.AccessMember, time.Time{}),
+		d.tenant.MakeEligible(leeID, middleware.RoleHelpdeskAdministrator, berlinScope, time.Time{}),
 	}
 	if err := errors.Join(seed...); err != nil {
 		d.tenant.Close()
@@ -90,23 +111,26 @@ func (d *demoTenant) appConfig(cfg config) appConfig {
 			Audiences: []string{graphtest.APIClientID, graphtest.APIAppIDURI},
 			Authority: d.tenant.URL,
 		},
-		graph:         msgraph.Config{BaseURL: d.tenant.GraphURL(), InsecureNoCredential: true},
-		guard:         guardConfig(cfg),
-		fleet:         fleet,
-		auditorsGroup: auditorsID,
-		preflight:     cfg.Preflight,
-		users:         directoryUsers,
-		now:           d.clock.Now,
-		extraRoutes:   d.controls,
+		graph:             msgraph.Config{BaseURL: d.tenant.GraphURL(), InsecureNoCredential: true},
+		guard:             guardConfig(cfg),
+		fleet:             fleet,
+		auditorsGroup:     auditorsID,
+		preflight:         cfg.Preflight,
+		users:             demoUsers,
+		deleteAuthContext: cfg.DeleteAuthContext,
+		now:               d.clock.Now,
+		extraRoutes:       d.controls,
 	}
 	return ac
 }
 
 // controls mounts the fake tenant's PIM controls, for trying things by hand:
 //
-//	POST /demo/{person}/activate         jane: Helpdesk Administrator for 1 h; ann: Auditors membership for 1 h
+//	POST /demo/{person}/activate         jane: Helpdesk Administrator for 1 h; lee: the same in the Berlin unit;
+//	                                     ann: Auditors membership for 1 h
 //	POST /demo/{person}/deactivate
 //	POST /demo/{person}/token            a fresh access token
+//	POST /demo/{person}/step-up          a fresh access token whose acrs lists PIMGUARD_DELETE_AUTH_CONTEXT
 //	POST /demo/{person}/disable          accountEnabled false (enable: true again)
 //	POST /demo/{person}/revoke-sessions  signInSessionsValidFromDateTime = now
 //	POST /demo/{person}/change-password  lastPasswordChangeDateTime = now
@@ -125,12 +149,23 @@ func (d *demoTenant) controls(r chi.Router) {
 			end, err = d.tenant.ActivateRole(janeID, middleware.RoleHelpdeskAdministrator, "/", time.Hour)
 		case "jane deactivate":
 			err = d.tenant.DeactivateRole(janeID, middleware.RoleHelpdeskAdministrator, "/")
+		case "lee activate":
+			end, err = d.tenant.ActivateRole(leeID, middleware.RoleHelpdeskAdministrator, berlinScope, time.Hour)
+		case "lee deactivate":
+			err = d.tenant.DeactivateRole(leeID, middleware.RoleHelpdeskAdministrator, berlinScope)
 		case "ann activate":
 			end, err = d.tenant.ActivateGroup(auditorsID, annID, graphtest.AccessMember, time.Hour)
 		case "ann deactivate":
 			err = d.tenant.DeactivateGroup(auditorsID, annID, graphtest.AccessMember)
-		case "jane token", "bob token", "ann token":
+		case "jane token", "bob token", "ann token", "lee token":
 			writeJSON(w, http.StatusOK, map[string]string{"access_token": d.token(person)})
+			return
+		case "jane step-up", "bob step-up", "ann step-up", "lee step-up":
+			if d.cfg.DeleteAuthContext == "" {
+				writeJSON(w, http.StatusConflict, map[string]string{"error": "no step-up to do: start with PIMGUARD_DELETE_AUTH_CONTEXT=c1"})
+				return
+			}
+			writeJSON(w, http.StatusOK, map[string]string{"access_token": d.token(person, d.cfg.DeleteAuthContext)})
 			return
 		default:
 			id, ok := d.personID(person)
@@ -151,8 +186,8 @@ func (d *demoTenant) controls(r chi.Router) {
 				err = errUnknownControl
 			}
 			if errors.Is(err, errUnknownControl) {
-				writeJSON(w, http.StatusNotFound, map[string]string{"error": "unknown demo control: try jane or ann with activate or deactivate; " +
-					"{person}/token, disable, enable, revoke-sessions, change-password, risk or dismiss-risk"})
+				writeJSON(w, http.StatusNotFound, map[string]string{"error": "unknown demo control: try jane, lee or ann with activate or deactivate; " +
+					"{person}/token, step-up, disable, enable, revoke-sessions, change-password, risk or dismiss-risk"})
 				return
 			}
 		}
@@ -181,8 +216,9 @@ func (d *demoTenant) personID(key string) (string, bool) {
 }
 
 // token mints an access token for a demo person, with the wids and groups
-// claims Entra would freeze into it at this instant.
-func (d *demoTenant) token(key string) string {
+// claims Entra would freeze into it at this instant and, when given, the
+// authentication contexts the sign-in satisfied (acrs).
+func (d *demoTenant) token(key string, acrs ...string) string {
 	for _, p := range demoPeople {
 		if p.key != key {
 			continue
@@ -191,6 +227,9 @@ func (d *demoTenant) token(key string) string {
 		switch key {
 		case "bob":
 			tok.Wids = []string{middleware.RoleUserAdministrator}
+		}
+		if len(acrs) > 0 {
+			tok.Claims = map[string]any{"acrs": acrs}
 		}
 		return d.tenant.MustMint(tok)
 	}
@@ -289,7 +328,14 @@ func (d *demoTenant) walkthrough(ctx context.Context, out io.Writer, base string
 	check(step{"jane", "POST", "/api/users/kim/reset-password", 403, "role_not_active", "denied at that instant; her token still claims the role for an hour"})
 
 	check(step{"jane", "DELETE", "/api/users/sam", 403, "role_not_active", "Helpdesk Administrator cannot delete users"})
-	check(step{"bob", "DELETE", "/api/users/sam", 200, "", "permanent User Administrator"})
+	bobWhy := "permanent User Administrator"
+	if ac := d.cfg.DeleteAuthContext; ac != "" {
+		check(step{"bob", "DELETE", "/api/users/sam", 401, middleware.CodeInsufficientClaims, "permanent User Administrator, no step-up: a claims challenge for " + ac})
+		tokens["bob"] = d.token("bob", ac)
+		say("Bob signs in again, satisfying the authentication context %s (acrs).", ac)
+		bobWhy += ", stepped up"
+	}
+	check(step{"bob", "DELETE", "/api/users/sam", 200, "", bobWhy})
 
 	check(step{"ann", "GET", "/api/audit", 403, "group_not_active", "eligible Auditors member"})
 	_, err = d.tenant.ActivateGroup(auditorsID, annID, graphtest.AccessMember, time.Hour)
@@ -327,14 +373,22 @@ curl -s %[1]s/api/audit -H "Authorization: Bearer $ANN_TOKEN"
 # The fake tenant's PIM controls:
 curl -s -X POST %[1]s/demo/jane/activate      # Helpdesk Administrator for 1 hour
 curl -s -X POST %[1]s/demo/jane/deactivate
+curl -s -X POST %[1]s/demo/lee/activate       # Helpdesk Administrator of the Berlin unit for 1 hour
+curl -s -X POST %[1]s/api/users/kim/reset-password -H "Authorization: Bearer $LEE_TOKEN"   # 200 once active: Kim is in Berlin
+curl -s -X POST %[1]s/api/users/sam/reset-password -H "Authorization: Bearer $LEE_TOKEN"   # 403: Sam is not
 curl -s -X POST %[1]s/demo/ann/activate       # Auditors membership for 1 hour
 curl -s -X POST %[1]s/demo/ann/deactivate
-curl -s -X POST %[1]s/demo/jane/token         # a new token (also bob, ann)
+curl -s -X POST %[1]s/demo/jane/token         # a new token (also bob, ann, lee)
+curl -s %[1]s/readyz                          # readiness: signing keys, Graph breaker
 
 # Account checks (start with PIMGUARD_ACCOUNT_CHECKS=enabled,sessions,password,risk):
 curl -s -X POST %[1]s/demo/jane/revoke-sessions   # also disable, enable, change-password, risk, dismiss-risk
 curl -s -X POST %[1]s/admin/purge/%[2]s -H "Authorization: Bearer $BOB_TOKEN"   # see it now, not within the TTL
 curl -s %[1]s/api/me -H "Authorization: Bearer $JANE_TOKEN"                     # 401 session_revoked
+
+# Step-up (start with PIMGUARD_DELETE_AUTH_CONTEXT=c1): DELETE needs acrs c1 besides the role
+curl -si -X DELETE %[1]s/api/users/sam -H "Authorization: Bearer $BOB_TOKEN"     # 401 insufficient_claims, claims challenge
+curl -s -X POST %[1]s/demo/bob/step-up        # a token whose acrs lists the context
 
 Serving until Ctrl-C.
 `, base, janeID)

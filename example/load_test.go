@@ -101,8 +101,15 @@ func newLoadEnv(tb testing.TB) *loadEnv {
 	// Decision records of allowed requests are at Debug: an Info logger,
 	// as main sets up, writes none on this path.
 	logger := slog.New(slog.NewJSONHandler(io.Discard, &slog.HandlerOptions{Level: slog.LevelInfo}))
-	a, err := newApp(context.Background(), realAppConfig(cfg), logger)
+	ac := realAppConfig(cfg)
+	// The strict start, so that the keys are there before the first
+	// request; and the demo's in-memory directory for the helpdesk
+	// actions' target, so that the run measures pimguard rather than a
+	// Graph lookup of the target per request.
+	ac.auth.DiscoverInBackground, ac.users = false, demoUsers
+	a, err := newApp(context.Background(), ac, logger)
 	loadMust(tb, err)
+	tb.Cleanup(func() { loadMust(tb, a.Close()) })
 	a.extraRoutes = func(r chi.Router) {
 		r.With(a.auth.Handler, a.guard.Require(canResetPasswords)).Get(loadProtectedHealthz, func(w http.ResponseWriter, _ *http.Request) {
 			writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
@@ -232,8 +239,9 @@ func (e *loadEnv) graphHTTP() int {
 // (healthz+token: the token's bytes on the wire, nothing else), the same
 // handler behind the Authenticator and Guard.Require (auth+guard), GET
 // /api/me (Guard.Load and the live state as JSON) and POST
-// /api/users/{id}/reset-password (Guard.Require with an active Helpdesk
-// Administrator role), each from loadWorkers keep-alive clients for
+// /api/users/{id}/reset-password (Guard.Load, then Guard.Check in the
+// handler with an active Helpdesk Administrator role, the target read from
+// the in-memory directory), each from loadWorkers keep-alive clients for
 // loadPhase. It reports each route's requests/s and p50/p99 latency, and
 // each other route's throughput and p50 as a ratio to /healthz's. Token and
 // state caches are warm: the run measures the warm path over HTTP (the

@@ -24,6 +24,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"sync"
 	"syscall"
 	"time"
 )
@@ -34,6 +35,9 @@ func main() {
 
 // run is main without the process: tests call it directly.
 func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) int {
+	// The logger's handler and the background work (the Authenticator's
+	// discovery retries) write to stderr besides run itself.
+	stderr = &syncWriter{w: stderr}
 	fs := flag.NewFlagSet("example", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	walkthroughOnly := fs.Bool("walkthrough-only", false, "demo mode: run the walkthrough, then exit 0 if every step behaved as described")
@@ -95,6 +99,13 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 			logger.Warn("example: closing", "err", err)
 		}
 	}()
+	// A signal during start-up stops the program before it serves. (Real
+	// mode fetches the signing keys in the background, so newApp itself
+	// may well have returned without noticing.)
+	if err := ctx.Err(); err != nil {
+		fmt.Fprintln(stderr, "example: startup: interrupted before serving:", err)
+		return 1
+	}
 
 	ln, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {
@@ -148,4 +159,17 @@ func shutdown(srv *http.Server, logger *slog.Logger) {
 	if err := srv.Shutdown(ctx); err != nil {
 		logger.Warn("example: shutdown", "err", err)
 	}
+}
+
+// syncWriter serialises the writes to w, which need not be safe for
+// concurrent use (a test's bytes.Buffer).
+type syncWriter struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (s *syncWriter) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.w.Write(p)
 }

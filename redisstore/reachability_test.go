@@ -4,49 +4,20 @@ import (
 	"context"
 	"log/slog"
 	"net/http"
-	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
 
+	"github.com/pimguard/pimguard/internal/logtest"
 	"github.com/pimguard/pimguard/internal/metrictest"
 	"github.com/pimguard/pimguard/redisstore"
 )
 
-// logRecorder keeps the messages of the records it handles.
-type logRecorder struct {
-	mu   sync.Mutex
-	msgs []string
-}
-
-func (l *logRecorder) Enabled(context.Context, slog.Level) bool { return true }
-func (l *logRecorder) Handle(_ context.Context, r slog.Record) error {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	l.msgs = append(l.msgs, r.Level.String()+" "+r.Message)
-	return nil
-}
-func (l *logRecorder) WithAttrs([]slog.Attr) slog.Handler { return l }
-func (l *logRecorder) WithGroup(string) slog.Handler      { return l }
-
-func (l *logRecorder) count(substr string) int {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	n := 0
-	for _, m := range l.msgs {
-		if strings.Contains(m, substr) {
-			n++
-		}
-	}
-	return n
-}
-
 // Losing and regaining Redis under load is one log line each way, counted
 // errors, and a connection gauge that follows; a forged entry is counted.
 func TestReachabilityIsReportedOncePerTransition(t *testing.T) {
-	logs := &logRecorder{}
+	logs := &logtest.Recorder{}
 	reader := sdkmetric.NewManualReader()
 	f := newFleet(t, 1, fleetOptions{storeConfig: func(c *redisstore.Config) {
 		c.Logger = slog.New(logs)
@@ -88,8 +59,8 @@ func TestReachabilityIsReportedOncePerTransition(t *testing.T) {
 	for i := range 50 {
 		r.doAs(oid(100 + i))
 	}
-	if down, up := logs.count("WARN redisstore: Redis unreachable"), logs.count("INFO redisstore: Redis reachable"); down != 1 || up < 1 {
-		t.Fatalf("%d 'unreachable' and %d 'reachable' log lines; want 1 and at least 1: %q", down, up, logs.msgs)
+	if down, up := logs.Count("WARN redisstore: Redis unreachable"), logs.Count("INFO redisstore: Redis reachable"); down != 1 || up < 1 {
+		t.Fatalf("%d 'unreachable' and %d 'reachable' log lines; want 1 and at least 1: %q", down, up, logs.All())
 	}
 	if connected() != 1 {
 		t.Fatal("pimguard.shared.connected is not 1 after reconnecting")

@@ -17,6 +17,7 @@ import (
 
 	"github.com/pimguard/pimguard/graphcheck"
 	"github.com/pimguard/pimguard/graphcheck/breaker"
+	"github.com/pimguard/pimguard/internal/logtest"
 	"github.com/pimguard/pimguard/internal/metrictest"
 )
 
@@ -327,34 +328,12 @@ func TestBreakerHalfOpenProbe(t *testing.T) {
 	}
 }
 
-// logRecorder keeps the records it handles.
-type logRecorder struct {
-	mu   sync.Mutex
-	msgs []string
-}
-
-func (l *logRecorder) Enabled(context.Context, slog.Level) bool { return true }
-func (l *logRecorder) Handle(_ context.Context, r slog.Record) error {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	l.msgs = append(l.msgs, r.Level.String()+" "+r.Message)
-	return nil
-}
-func (l *logRecorder) WithAttrs([]slog.Attr) slog.Handler { return l }
-func (l *logRecorder) WithGroup(string) slog.Handler      { return l }
-
-func (l *logRecorder) all() []string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return slices.Clone(l.msgs)
-}
-
 // A full cycle is one log line and one count per state change, a count
 // per lookup failed fast, the tenants per state, and a health item per
 // tenant that follows.
 func TestBreakerReports(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		logs := &logRecorder{}
+		logs := &logtest.Recorder{}
 		reader := sdkmetric.NewManualReader()
 		inner := &reportingGraph{fakeGraph: newFakeGraph(always(nil)), item: graphcheck.HealthCheck{Name: "graph-client", Ready: true}}
 		s := breaker.New(inner, breaker.Config{Logger: slog.New(logs), Timeout: 10 * time.Second,
@@ -409,7 +388,7 @@ func TestBreakerReports(t *testing.T) {
 			"INFO breaker: cool-down over; the next lookup probes Graph",
 			"INFO breaker: Graph answered the probe; lookups go to Graph again",
 		}
-		if got := logs.all(); !slices.Equal(got, want) {
+		if got := logs.All(); !slices.Equal(got, want) {
 			t.Errorf("log lines\n%q\nwant\n%q", got, want)
 		}
 	})

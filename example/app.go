@@ -153,7 +153,9 @@ func newApp(ctx context.Context, ac appConfig, logger *slog.Logger) (_ *app, err
 	// During a Graph outage, the lookups of each tenant fail fast (503
 	// pim_unavailable at once, one probe per cool-down) once its breaker
 	// opens, and /readyz says so.
-	ac.guard.Source = breaker.New(src, breaker.Config{Logger: logger, MeterProvider: m.provider})
+	// The handlers' reads of target users go through the same breakers.
+	guarded := breaker.New(src, breaker.Config{Logger: logger, MeterProvider: m.provider})
+	ac.guard.Source = guarded
 	ac.guard.Logger, ac.guard.Now, ac.guard.MeterProvider = logger, ac.now, m.provider
 	guard, err := middleware.NewGuard(ac.guard)
 	if err != nil {
@@ -166,7 +168,7 @@ func newApp(ctx context.Context, ac appConfig, logger *slog.Logger) (_ *app, err
 	dir := newDirectory(ac.now, tenant, ac.users)
 	var users graphcheck.UserDirectory = dir
 	if !dir.ownsUsers() {
-		users = src
+		users = guarded
 	}
 	if ac.preflight {
 		// A missing Graph permission or licence stops the service here,

@@ -93,6 +93,7 @@ var (
 	_ graphcheck.Purger         = (*Source)(nil)
 	_ graphcheck.Preflighter    = (*Source)(nil)
 	_ graphcheck.HealthReporter = (*Source)(nil)
+	_ graphcheck.UserDirectory  = (*Source)(nil)
 )
 
 // New wraps src and returns the wrapper. It panics if src is nil or a
@@ -207,26 +208,48 @@ var (
 // an [*OpenError] while the breaker is open (or half-open with its probe
 // running), else the wrapped Source's answer, counted.
 func (s *Source) Lookup(ctx context.Context, p graphcheck.Principal) (*graphcheck.State, error) {
-	t := s.tenant(p.TenantID)
+	return through(s, ctx, p.TenantID, p.ObjectID, func() (*graphcheck.State, error) { return s.src.Lookup(ctx, p) })
+}
+
+// User implements graphcheck.UserDirectory when the wrapped Source does
+// (graphcheck/msgraph): it reads a target user through tenantID's breaker,
+// as Lookup does, so that a handler's directory read fails fast during an
+// outage too, and its outages count. The user's ID stands for the
+// principal in the breaker's count of distinct principals. It returns an
+// error wrapping errors.ErrUnsupported when the wrapped Source has no
+// directory.
+func (s *Source) User(ctx context.Context, tenantID, userID string) (*graphcheck.DirectoryUser, error) {
+	dir, ok := s.src.(graphcheck.UserDirectory)
+	if !ok {
+		return nil, fmt.Errorf("breaker: the wrapped %T reads no users: %w", s.src, errors.ErrUnsupported)
+	}
+	return through(s, ctx, tenantID, userID, func() (*graphcheck.DirectoryUser, error) { return dir.User(ctx, tenantID, userID) })
+}
+
+// through runs call through tenantID's breaker, counting its outcome for
+// the object objectID.
+func through[T any](s *Source, ctx context.Context, tenantID, objectID string, call func() (T, error)) (T, error) {
+	var zero T
+	t := s.tenant(tenantID)
 	if t == nil {
-		return s.src.Lookup(ctx, p)
+		return call()
 	}
 	done, err := t.cb.Allow()
 	if err != nil {
 		s.rejected.Add(ctx, 1)
-		return nil, t.openError(err)
+		return zero, t.openError(err)
 	}
 	gen := t.gen.Load() // after Allow: a lazy open → half-open has been counted
 	reported := false
 	defer func() {
-		if !reported { // the wrapped Source panicked: free the probe slot
+		if !reported { // the call panicked: free the probe slot
 			t.report(gen, "", neither, done)
 		}
 	}()
-	st, err := s.src.Lookup(ctx, p)
+	v, err := call()
 	reported = true
-	t.report(gen, strings.ToLower(p.ObjectID), classify(ctx, err), done)
-	return st, err
+	t.report(gen, strings.ToLower(objectID), classify(ctx, err), done)
+	return v, err
 }
 
 // Purge calls the wrapped Source's Purge when it is a graphcheck.Purger.

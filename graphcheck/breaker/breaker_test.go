@@ -518,3 +518,46 @@ func TestBreakerMaxTenants(t *testing.T) {
 		t.Fatalf("breakers %v", got)
 	}
 }
+
+// fakeDirectory is a fakeGraph that also reads users: its User answers as
+// its Lookup would for the user as a principal.
+type fakeDirectory struct{ *fakeGraph }
+
+func (d fakeDirectory) User(ctx context.Context, tenantID, userID string) (*graphcheck.DirectoryUser, error) {
+	if _, err := d.Lookup(ctx, graphcheck.Principal{TenantID: tenantID, ObjectID: userID}); err != nil {
+		return nil, err
+	}
+	return &graphcheck.DirectoryUser{TenantID: tenantID, ID: userID}, nil
+}
+
+// A handler's directory read goes through the tenant's breaker: failed
+// fast while it is open, and its outages count toward opening it.
+func TestBreakerUserDirectory(t *testing.T) {
+	f := newFakeGraph(always(nil))
+	s := breaker.New(fakeDirectory{f}, breaker.Config{Logger: quiet()})
+	ctx := context.Background()
+	if u, err := s.User(ctx, tenantA, oid(1)); err != nil || u.ID != oid(1) {
+		t.Fatalf("User = %+v, %v", u, err)
+	}
+	f.set(always(errOutage))
+	for k := range 5 { // outages of directory reads alone, 5 users
+		if _, err := s.User(ctx, tenantA, oid(10+k)); !errors.Is(err, graphcheck.ErrOutage) {
+			t.Fatalf("User %d: %v", k, err)
+		}
+	}
+	before := f.callsFor(tenantA)
+	_, err := s.User(ctx, tenantA, oid(20))
+	var open *breaker.OpenError
+	if !errors.As(err, &open) || !errors.Is(err, graphcheck.ErrUnavailable) {
+		t.Fatalf("User with the breaker open: %v, want an OpenError", err)
+	}
+	if f.callsFor(tenantA) != before {
+		t.Fatal("User reached the directory while the breaker was open")
+	}
+	if !isOpen(t, s, f, tenantA) {
+		t.Fatal("directory outages did not open the tenant's breaker for lookups")
+	}
+	if _, err := breaker.New(f, breaker.Config{Logger: quiet()}).User(ctx, tenantA, oid(1)); !errors.Is(err, errors.ErrUnsupported) {
+		t.Fatalf("User over a Source without a directory: %v", err)
+	}
+}

@@ -460,6 +460,10 @@ func (c *Cache[K, V]) Purge(key K) {
 	c.flight.Forget(string(key))
 	if c.shared != nil {
 		_ = c.shared.Invalidate(context.Background(), string(key))
+		// A Get between the local purge and the tier's may have read the
+		// entry the tier was about to delete: purge again.
+		c.store.Purge(key)
+		c.flight.Forget(string(key))
 	}
 }
 
@@ -473,6 +477,8 @@ func (c *Cache[K, V]) PurgeAll() {
 	c.flight.ForgetAll()
 	if c.shared != nil {
 		_ = c.shared.InvalidateAll(context.Background())
+		c.store.PurgeAll() // as in Purge
+		c.flight.ForgetAll()
 	}
 }
 

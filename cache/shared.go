@@ -37,8 +37,10 @@ type Shared interface {
 	// Invalidate removes the entries under keys from the tier, stops fills
 	// of them running anywhere from storing, and tells every process
 	// subscribed (this one included) to drop its local copies. It returns
-	// an error when the tier could not be reached: the other processes
-	// then keep their copies until these expire.
+	// an error when the tier could not be reached; the tier must then
+	// not serve what it may still hold until the invalidation has reached
+	// it (redisstore works locally until it can replay it), and the other
+	// processes keep their copies until then, at most until these expire.
 	Invalidate(ctx context.Context, keys ...string) error
 
 	// InvalidateAll is Invalidate for every key.

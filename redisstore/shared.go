@@ -64,6 +64,9 @@ const (
 // lease frees (they claim it), or ctx ends. Whatever Redis does, a Fetch
 // falls back to calling load itself.
 func (s *Store) Fetch(ctx context.Context, key string, load func(context.Context) (cache.SharedEntry, error)) (cache.SharedEntry, bool, error) {
+	if s.unflushed.Load() {
+		return s.loadLocally(ctx, load) // a purge is still to be replayed
+	}
 	epoch := s.epoch.Load()
 	ek, lk := s.entryKey(key, epoch), s.leaseKey(key, epoch)
 	token := newToken()
@@ -183,20 +186,33 @@ func (s *Store) reject(key string) {
 
 // Invalidate implements [cache.Shared]: it deletes the entries and leases
 // of keys (so that loads running anywhere do not store), then publishes
-// them to every replica.
+// them to every replica. It reads the fleet's epoch first and deletes at
+// it as well as at this Store's, which may lag behind an InvalidateAll
+// whose message has not arrived yet.
 func (s *Store) Invalidate(ctx context.Context, keys ...string) error {
 	if len(keys) == 0 {
 		return nil
 	}
-	epoch := s.epoch.Load()
+	for _, k := range keys {
+		if strings.ContainsAny(k, "\n") {
+			return fmt.Errorf("redisstore: key %q contains a newline", k)
+		}
+	}
 	return s.invalidate(ctx, "invalidate", func(ctx context.Context) error {
+		local := s.epoch.Load()
+		if err := s.readEpoch(ctx); err != nil {
+			return err
+		}
+		epochs := []uint64{s.epoch.Load()}
+		if local != epochs[0] {
+			epochs = append(epochs, local)
+		}
 		pipe := s.client.Pipeline()
 		for _, k := range keys {
-			if strings.ContainsAny(k, "\n") {
-				return fmt.Errorf("redisstore: key %q contains a newline", k)
+			for _, e := range epochs {
+				pipe.Del(ctx, s.entryKey(k, e))
+				pipe.Del(ctx, s.leaseKey(k, e))
 			}
-			pipe.Del(ctx, s.entryKey(k, epoch))
-			pipe.Del(ctx, s.leaseKey(k, epoch))
 		}
 		if _, err := pipe.Exec(ctx); err != nil {
 			return err
@@ -209,14 +225,17 @@ func (s *Store) Invalidate(ctx context.Context, keys ...string) error {
 // epoch, so that every entry written before becomes unreachable (Redis
 // expires them), and publishes the epoch.
 func (s *Store) InvalidateAll(ctx context.Context) error {
-	return s.invalidate(ctx, "invalidate_all", func(ctx context.Context) error {
-		n, err := s.client.Incr(ctx, s.epochKey()).Uint64()
-		if err != nil {
-			return err
-		}
-		s.raiseEpoch(n)
-		return s.client.Publish(ctx, s.channel(), "a "+strconv.FormatUint(n, 10)).Err()
-	})
+	return s.invalidate(ctx, "invalidate_all", s.bumpEpoch)
+}
+
+// bumpEpoch moves the fleet to a new epoch and publishes it.
+func (s *Store) bumpEpoch(ctx context.Context) error {
+	n, err := s.client.Incr(ctx, s.epochKey()).Uint64()
+	if err != nil {
+		return err
+	}
+	s.raiseEpoch(n)
+	return s.client.Publish(ctx, s.channel(), "a "+strconv.FormatUint(n, 10)).Err()
 }
 
 // invalidate is call without the shortcut for a Redis known to be down: a
@@ -226,8 +245,12 @@ func (s *Store) invalidate(ctx context.Context, op string, fn func(context.Conte
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.Timeout)
 	defer cancel()
 	if err := fn(ctx); err != nil {
+		// Until it is replayed, the entries the invalidation should have
+		// removed must not be read: set before Redis is marked down, so
+		// that no probe can mark it up again without replaying.
+		s.unflushed.Store(true)
 		s.failed(op, err)
-		s.cfg.Logger.Warn("redisstore: an invalidation did not reach the fleet; other replicas keep their copies until these expire",
+		s.cfg.Logger.Warn("redisstore: an invalidation did not reach Redis; this replica works alone until Redis answers, then replays it as a fleet-wide invalidation (other replicas keep their copies until then, at most until these expire)",
 			"op", op, "error", err.Error())
 		return fmt.Errorf("%w: %s: %w", ErrUnavailable, op, err)
 	}

@@ -115,10 +115,16 @@ type Store struct {
 	keys    [][]byte
 	limiter *redis_rate.Limiter
 
-	epoch   atomic.Uint64 // InvalidateAll generation, part of every entry key
-	up      atomic.Bool
-	since   atomic.Int64 // UnixNano (Config.Now) of the last change of up, or of New
-	stateMu sync.Mutex   // serialises reachability transitions and their logs
+	epoch atomic.Uint64 // InvalidateAll generation, part of every entry key
+	// unflushed is set when an invalidation could not reach Redis: the
+	// entries it should have removed may still be there. Until a fleet-wide
+	// InvalidateAll has replaced them, the Store stays local-only (it never
+	// reads Redis while it is set), so that a purge is never undone by
+	// Redis coming back.
+	unflushed atomic.Bool
+	up        atomic.Bool
+	since     atomic.Int64 // UnixNano (Config.Now) of the last change of up, or of New
+	stateMu   sync.Mutex   // serialises reachability transitions and their logs
 
 	subMu sync.Mutex
 	subs  map[int]func([]string)
@@ -318,9 +324,27 @@ func (s *Store) probe(ctx context.Context) {
 		}
 		return
 	}
+	s.reconnected(ctx)
+}
+
+// reconnected runs when Redis answers again (a PING, or a subscription
+// made anew): it reads the fleet's epoch and replays a purge that could not
+// reach Redis as a fleet-wide InvalidateAll, and only then marks Redis
+// reachable, which drops the local copies.
+func (s *Store) reconnected(ctx context.Context) {
+	ctx, cancel := context.WithTimeout(ctx, s.cfg.Timeout)
+	defer cancel()
 	if err := s.readEpoch(ctx); err != nil {
 		s.setUp(false, err)
 		return
+	}
+	if s.unflushed.Load() {
+		if err := s.bumpEpoch(ctx); err != nil {
+			s.setUp(false, err)
+			return
+		}
+		s.unflushed.Store(false)
+		s.cfg.Logger.Info("redisstore: replayed a purge that did not reach Redis as a fleet-wide invalidation")
 	}
 	s.setUp(true, nil)
 }
@@ -359,13 +383,8 @@ func (s *Store) subscribe(ctx context.Context) {
 			switch m := m.(type) {
 			case *redis.Subscription:
 				if m.Kind == "subscribe" {
-					rctx, cancel := context.WithTimeout(ctx, s.cfg.Timeout)
-					err := s.readEpoch(rctx)
-					cancel()
 					s.notify(nil)
-					if err == nil {
-						s.setUp(true, nil)
-					}
+					s.reconnected(ctx)
 				}
 			case *redis.Message:
 				s.received(m.Payload)
@@ -395,15 +414,24 @@ func (s *Store) readEpoch(ctx context.Context) error {
 	if err != nil && !errors.Is(err, redis.Nil) {
 		return err
 	}
-	s.raiseEpoch(n)
+	if s.raiseEpoch(n) {
+		// Another replica ran InvalidateAll and its message was missed:
+		// the local copies are from before it.
+		s.notify(nil)
+	}
 	return nil
 }
 
-func (s *Store) raiseEpoch(n uint64) {
+// raiseEpoch moves the Store's epoch up to n, never down, and reports
+// whether it moved.
+func (s *Store) raiseEpoch(n uint64) bool {
 	for {
 		cur := s.epoch.Load()
-		if n <= cur || s.epoch.CompareAndSwap(cur, n) {
-			return
+		if n <= cur {
+			return false
+		}
+		if s.epoch.CompareAndSwap(cur, n) {
+			return true
 		}
 	}
 }

@@ -159,5 +159,5 @@ func newAuthMetrics(mp metric.MeterProvider, a *Authenticator) (authMetrics, err
 }
 
 func authInstrumentError(name string, err error) error {
-	return fmt.Errorf("middleware: AuthenticatorConfig.MeterProvider: creating instrument %s: %w", name, err)
+	return meterError("AuthenticatorConfig", name, err)
 }

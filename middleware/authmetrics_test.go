@@ -3,7 +3,6 @@ package middleware_test
 import (
 	"context"
 	"errors"
-	"fmt"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -18,6 +17,7 @@ import (
 
 	"github.com/pimguard/pimguard/graphcheck"
 	"github.com/pimguard/pimguard/graphcheck/graphtest"
+	"github.com/pimguard/pimguard/internal/metrictest"
 	"github.com/pimguard/pimguard/middleware"
 )
 
@@ -94,25 +94,7 @@ func TestAuthenticatorMetrics(t *testing.T) {
 		"pimguard.auth.token_cache.misses": {Kind: "counter", Unit: "{request}", Points: map[string]int64{"": 4}},
 		"pimguard.auth.token_cache.size":   {Kind: "gauge", Unit: "{token}", Points: map[string]int64{"": 2}},
 	}
-	got := collect(t, reader)
-	for name, w := range want {
-		gm, ok := got[name]
-		if !ok {
-			t.Errorf("%s not collected", name)
-			continue
-		}
-		if gm.Kind != w.Kind || gm.Unit != w.Unit {
-			t.Errorf("%s: %s in %q, want %s in %q", name, gm.Kind, gm.Unit, w.Kind, w.Unit)
-		}
-		if fmt.Sprint(gm.Points) != fmt.Sprint(w.Points) {
-			t.Errorf("%s = %v, want %v", name, gm.Points, w.Points)
-		}
-	}
-	for name := range got {
-		if _, ok := want[name]; !ok {
-			t.Errorf("unexpected instrument %s", name)
-		}
-	}
+	metrictest.Expect(t, reader, want)
 }
 
 // TestAuthenticatorMetricsExpiredHit: a token refused as expired from the

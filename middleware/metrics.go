@@ -141,7 +141,13 @@ func newGuardMetrics(mp metric.MeterProvider, c *cache.Cache[string, *lookupResu
 }
 
 func instrumentError(name string, err error) error {
-	return fmt.Errorf("middleware: GuardConfig.MeterProvider: creating instrument %s: %w", name, err)
+	return meterError("GuardConfig", name, err)
+}
+
+// meterError is the error of a MeterProvider (of the config named) that
+// refused to create instrument name.
+func meterError(config, name string, err error) error {
+	return fmt.Errorf("middleware: %s.MeterProvider: creating instrument %s: %w", config, name, err)
 }
 
 func clampInt64(v uint64) int64 {

@@ -96,25 +96,7 @@ func TestGuardMetrics(t *testing.T) {
 		"pimguard.cache.shared_hits":  {Kind: "counter", Unit: "{lookup}", Points: map[string]int64{"": 0}},
 		"pimguard.cache.size":         {Kind: "gauge", Unit: "{entry}", Points: map[string]int64{"": 1}},
 	}
-	got := collect(t, reader)
-	for name, w := range want {
-		gm, ok := got[name]
-		if !ok {
-			t.Errorf("%s not collected", name)
-			continue
-		}
-		if gm.Kind != w.Kind || gm.Unit != w.Unit {
-			t.Errorf("%s: %s in %q, want %s in %q", name, gm.Kind, gm.Unit, w.Kind, w.Unit)
-		}
-		if fmt.Sprint(gm.Points) != fmt.Sprint(w.Points) {
-			t.Errorf("%s = %v, want %v", name, gm.Points, w.Points)
-		}
-	}
-	for name := range got {
-		if _, ok := want[name]; !ok {
-			t.Errorf("unexpected instrument %s", name)
-		}
-	}
+	metrictest.Expect(t, reader, want)
 }
 
 // failingMeter refuses to create the instrument named fail, or to register

@@ -4,6 +4,7 @@ package metrictest
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"testing"
 
@@ -66,4 +67,29 @@ func (i Instrument) Total() int64 {
 		n += v
 	}
 	return n
+}
+
+// Expect collects r and fails t unless it holds exactly the instruments of
+// want, each with its kind, unit and points.
+func Expect(t testing.TB, r sdkmetric.Reader, want map[string]Instrument) {
+	t.Helper()
+	got := Collect(t, r)
+	for name, w := range want {
+		g, ok := got[name]
+		if !ok {
+			t.Errorf("%s not collected", name)
+			continue
+		}
+		if g.Kind != w.Kind || g.Unit != w.Unit {
+			t.Errorf("%s: %s in %q, want %s in %q", name, g.Kind, g.Unit, w.Kind, w.Unit)
+		}
+		if fmt.Sprint(g.Points) != fmt.Sprint(w.Points) {
+			t.Errorf("%s = %v, want %v", name, g.Points, w.Points)
+		}
+	}
+	for name := range got {
+		if _, ok := want[name]; !ok {
+			t.Errorf("unexpected instrument %s", name)
+		}
+	}
 }

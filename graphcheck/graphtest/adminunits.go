@@ -1,9 +1,6 @@
 package graphtest
 
-import (
-	"fmt"
-	"strings"
-)
+import ()
 
 // Administrative units: objects of the directory whose members (users and
 // groups) a role assignment scoped to "/administrativeUnits/{id}" covers.
@@ -43,31 +40,14 @@ func (s *Server) AddAdministrativeUnit(auID, displayName string) error {
 // an unknown unit or member (or a service principal, which Entra does not
 // put in units) and [ErrConflict] for a member the unit already has.
 func (s *Server) AddAdministrativeUnitMember(auID, memberID string) error {
-	return s.updateObject(auID, kindAdministrativeUnit, func(d *directory, au *dirObject) error {
-		m, err := d.need(memberID, kindUser, kindGroup)
-		if err != nil {
-			return err
-		}
-		if au.members[m.id] {
-			return fmt.Errorf("%w: %s is already a member of administrative unit %s", ErrConflict, m.id, au.id)
-		}
-		au.members[m.id] = true
-		return nil
-	})
+	return s.addMember(auID, kindAdministrativeUnit, memberID, []objKind{kindUser, kindGroup}, nil)
 }
 
 // RemoveAdministrativeUnitMember removes a member added by
 // [Server.AddAdministrativeUnitMember]; it wraps [ErrNotActive] when
 // memberID is not a member.
 func (s *Server) RemoveAdministrativeUnitMember(auID, memberID string) error {
-	return s.updateObject(auID, kindAdministrativeUnit, func(_ *directory, au *dirObject) error {
-		id := strings.ToLower(memberID)
-		if !au.members[id] {
-			return fmt.Errorf("%w: %s is not a member of administrative unit %s", ErrNotActive, memberID, auID)
-		}
-		delete(au.members, id)
-		return nil
-	})
+	return s.removeMember(auID, kindAdministrativeUnit, memberID)
 }
 
 // adminUnitsOf returns the IDs of the administrative units the object id

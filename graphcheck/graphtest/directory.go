@@ -208,31 +208,48 @@ func (d *directory) canJoin(g, member *dirObject, now time.Time) error {
 // nesting, in transitiveMemberOf and checkMemberGroups, as an active PIM
 // for Groups member assignment does while it lasts.
 func (s *Server) AddGroupMember(gid, memberID string) error {
-	return s.updateObject(gid, kindGroup, func(d *directory, g *dirObject) error {
-		m, err := d.need(memberID, principalKinds...)
-		if err != nil {
-			return err
-		}
-		if g.members[m.id] {
-			return fmt.Errorf("%w: %s is already a member of %s", ErrConflict, m.id, g.id)
-		}
-		if err := d.canJoin(g, m, s.clock.Now()); err != nil {
-			return err
-		}
-		g.members[m.id] = true
-		return nil
+	return s.addMember(gid, kindGroup, memberID, principalKinds, func(d *directory, g, m *dirObject) error {
+		return d.canJoin(g, m, s.clock.Now())
 	})
 }
 
 // RemoveGroupMember ends a permanent membership added by
 // [Server.AddGroupMember]. It does not touch PIM for Groups instances.
 func (s *Server) RemoveGroupMember(gid, memberID string) error {
-	return s.updateObject(gid, kindGroup, func(_ *directory, g *dirObject) error {
-		id := strings.ToLower(memberID)
-		if !g.members[id] {
-			return fmt.Errorf("%w: %s is not a permanent member of %s", ErrNotActive, memberID, gid)
+	return s.removeMember(gid, kindGroup, memberID)
+}
+
+// addMember makes memberID, an object of one of memberKinds, a direct
+// member of the object id of kind (a group or an administrative unit),
+// after check, if any, allows it.
+func (s *Server) addMember(id string, kind objKind, memberID string, memberKinds []objKind, check func(d *directory, o, m *dirObject) error) error {
+	return s.updateObject(id, kind, func(d *directory, o *dirObject) error {
+		m, err := d.need(memberID, memberKinds...)
+		if err != nil {
+			return err
 		}
-		delete(g.members, id)
+		if o.members[m.id] {
+			return fmt.Errorf("%w: %s is already a member of %s", ErrConflict, m.id, o.id)
+		}
+		if check != nil {
+			if err := check(d, o, m); err != nil {
+				return err
+			}
+		}
+		o.members[m.id] = true
+		return nil
+	})
+}
+
+// removeMember ends the direct membership of memberID in the object id of
+// kind.
+func (s *Server) removeMember(id string, kind objKind, memberID string) error {
+	return s.updateObject(id, kind, func(_ *directory, o *dirObject) error {
+		mid := strings.ToLower(memberID)
+		if !o.members[mid] {
+			return fmt.Errorf("%w: %s is not a direct member of %s", ErrNotActive, memberID, id)
+		}
+		delete(o.members, mid)
 		return nil
 	})
 }

@@ -6,7 +6,6 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
-	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -160,7 +159,7 @@ func TestAuthenticatorCallbackUnregisteredWhenCollected(t *testing.T) {
 	spy := spyMeter{Meter: provider.Meter("test"), unregistered: make(chan struct{})}
 	tenant := graphtest.NewServer(graphtest.Options{})
 	t.Cleanup(tenant.Close)
-	func() {
+	wantUnregisteredWhenCollected(t, reader, spy, "pimguard.auth.token_cache.size", "Authenticator", func() any {
 		a, err := middleware.NewAuthenticator(context.Background(), middleware.AuthenticatorConfig{
 			Tenants: []string{graphtest.TenantID}, Audiences: []string{graphtest.APIClientID}, Authority: tenant.URL,
 			MeterProvider: meterProvider{m: spy}, Logger: slog.New(slog.DiscardHandler),
@@ -168,26 +167,8 @@ func TestAuthenticatorCallbackUnregisteredWhenCollected(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if _, ok := collect(t, reader)["pimguard.auth.token_cache.size"]; !ok {
-			t.Fatal("pimguard.auth.token_cache.size not observed while the Authenticator lives")
-		}
-		runtime.KeepAlive(a)
-	}()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		runtime.GC()
-		select {
-		case <-spy.unregistered:
-			if pts := collect(t, reader)["pimguard.auth.token_cache.size"].Points; len(pts) != 0 {
-				t.Errorf("pimguard.auth.token_cache.size still observed after the Authenticator was collected: %v", pts)
-			}
-			return
-		case <-time.After(10 * time.Millisecond):
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("the cache callback of an unreachable Authenticator was not unregistered")
-		}
-	}
+		return a
+	})
 }
 
 // TestAuthenticatorWarmPathAllocations: the metrics add no allocation to a

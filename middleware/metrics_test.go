@@ -186,26 +186,37 @@ func TestGuardCallbackUnregisteredWhenCollected(t *testing.T) {
 	t.Cleanup(func() { _ = provider.Shutdown(context.Background()) })
 	spy := spyMeter{Meter: provider.Meter("test"), unregistered: make(chan struct{})}
 	src := graphcheck.SourceFunc(func(context.Context, graphcheck.Principal) (*graphcheck.State, error) { return nil, nil })
+	wantUnregisteredWhenCollected(t, reader, spy, "pimguard.cache.size", "Guard", func() any {
+		return middleware.MustNewGuard(middleware.GuardConfig{Source: src, MeterProvider: meterProvider{m: spy}, Logger: slog.New(slog.DiscardHandler)})
+	})
+}
+
+// wantUnregisteredWhenCollected builds a component (a Guard, an
+// Authenticator) reporting to spy, checks that gauge is observed while it
+// lives, lets it become unreachable, and waits (bounded) for its callback
+// to be unregistered and gauge to be observed no more.
+func wantUnregisteredWhenCollected(t *testing.T, reader sdkmetric.Reader, spy spyMeter, gauge, what string, build func() any) {
+	t.Helper()
 	func() {
-		g := middleware.MustNewGuard(middleware.GuardConfig{Source: src, MeterProvider: meterProvider{m: spy}, Logger: slog.New(slog.DiscardHandler)})
-		if _, ok := collect(t, reader)["pimguard.cache.size"]; !ok {
-			t.Fatal("pimguard.cache.size not observed while the Guard lives")
+		c := build()
+		if _, ok := collect(t, reader)[gauge]; !ok {
+			t.Fatalf("%s not observed while the %s lives", gauge, what)
 		}
-		runtime.KeepAlive(g)
+		runtime.KeepAlive(c)
 	}()
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		runtime.GC()
 		select {
 		case <-spy.unregistered:
-			if pts := collect(t, reader)["pimguard.cache.size"].Points; len(pts) != 0 {
-				t.Errorf("pimguard.cache.size still observed after the Guard was collected: %v", pts)
+			if pts := collect(t, reader)[gauge].Points; len(pts) != 0 {
+				t.Errorf("%s still observed after the %s was collected: %v", gauge, what, pts)
 			}
 			return
 		case <-time.After(10 * time.Millisecond):
 		}
 		if time.Now().After(deadline) {
-			t.Fatal("the cache callback of an unreachable Guard was not unregistered")
+			t.Fatalf("the cache callback of an unreachable %s was not unregistered", what)
 		}
 	}
 }

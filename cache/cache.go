@@ -258,10 +258,11 @@ func (c *Cache[K, V]) invalidated(keys []string) {
 		c.flight.ForgetAll()
 		return
 	}
-	for _, k := range keys {
-		c.store.Purge(K(k))
-		c.flight.Forget(k)
+	ks := make([]K, len(keys))
+	for i, k := range keys {
+		ks[i] = K(k)
 	}
+	c.purgeLocal(ks)
 }
 
 // Get returns the value for key: from the cache while it is fresh, otherwise
@@ -446,24 +447,35 @@ func (c *Cache[K, V]) stale(sh *storeShard[K, *entry[V]], n *counters, key K) (V
 	return zero, Info{}, false
 }
 
-// Purge removes key. A load for key already running when Purge is called
-// still answers the Gets waiting for it, but its result is not stored, and
-// Gets that start after Purge returns do not join it. Loads of other keys in
-// the same shard that are running at that moment are not stored either,
-// which costs one extra load at worst. Purge is safe for concurrent use.
+// Purge removes keys. A load for one of them already running when Purge is
+// called still answers the Gets waiting for it, but its result is not
+// stored, and Gets that start after Purge returns do not join it. Loads of
+// other keys in the same shards that are running at that moment are not
+// stored either, which costs one extra load at worst. Purge is safe for
+// concurrent use.
 //
-// With a [Shared] tier, Purge also invalidates key there, for every process;
-// the tier reports (and counts) a failure to reach it, after which the
-// other processes keep their copies until these expire.
-func (c *Cache[K, V]) Purge(key K) {
-	c.store.Purge(key)
-	c.flight.Forget(string(key))
-	if c.shared != nil {
-		_ = c.shared.Invalidate(context.Background(), string(key))
-		// A Get between the local purge and the tier's may have read the
+// With a [Shared] tier, Purge also invalidates keys there, for every
+// process, in one call; the tier reports (and counts) a failure to reach
+// it, and must not serve what it may still hold until it has replayed the
+// invalidation.
+func (c *Cache[K, V]) Purge(keys ...K) {
+	c.purgeLocal(keys)
+	if c.shared != nil && len(keys) > 0 {
+		ks := make([]string, len(keys))
+		for i, k := range keys {
+			ks[i] = string(k)
+		}
+		_ = c.shared.Invalidate(context.Background(), ks...)
+		// A Get between the local purge and the tier's may have read an
 		// entry the tier was about to delete: purge again.
-		c.store.Purge(key)
-		c.flight.Forget(string(key))
+		c.purgeLocal(keys)
+	}
+}
+
+func (c *Cache[K, V]) purgeLocal(keys []K) {
+	for _, k := range keys {
+		c.store.Purge(k)
+		c.flight.Forget(string(k))
 	}
 }
 

@@ -704,9 +704,7 @@ func (g *Guard) Purge(tenantID, objectID string) {
 	if p, ok := g.cfg.Source.(graphcheck.Purger); ok {
 		p.Purge(tenantID, objectID)
 	}
-	for _, app := range []bool{false, true} {
-		g.cache.Purge(g.principalOfKind(tenantID, objectID, app).LookupKey())
-	}
+	g.cache.Purge(g.principalOfKind(tenantID, objectID, false).LookupKey(), g.principalOfKind(tenantID, objectID, true).LookupKey())
 }
 
 // PurgeAll drops every cached state, and first what the Source caches when

@@ -18,7 +18,9 @@ func TestNewRefusesBadRules(t *testing.T) {
 	must(t, err)
 	t.Cleanup(func() { _ = auth.Close() })
 	guard := middleware.MustNewGuard(middleware.GuardConfig{Source: graphcheck.SourceFunc(
-		func(context.Context, graphcheck.Principal) (*graphcheck.State, error) { return nil, graphcheck.ErrOutage })})
+		func(context.Context, graphcheck.Principal) (*graphcheck.State, error) {
+			return nil, graphcheck.ErrOutage
+		})})
 	role := middleware.Role(helpdesk)
 	pub := func(patterns ...string) forwardauth.Rule {
 		return forwardauth.Rule{Patterns: patterns, Access: forwardauth.AccessPublic}

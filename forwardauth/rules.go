@@ -60,8 +60,32 @@ type Rule struct {
 	Require middleware.Requirement
 }
 
-// errInvalidRule is wrapped by every error of [Rules.Validate] and [New].
-var errInvalidRule = errors.New("forwardauth: invalid rule")
+// RuleError is the error of [New] and [ValidateRules] for an invalid rule:
+// which one (its index in the list, from 0), which of its patterns when one
+// is at fault (else ""), and why.
+type RuleError struct {
+	Index   int
+	Pattern string
+	Err     error
+}
+
+func (e *RuleError) Error() string {
+	if e.Pattern != "" {
+		return fmt.Sprintf("forwardauth: rule %d, pattern %q: %v", e.Index+1, e.Pattern, e.Err)
+	}
+	return fmt.Sprintf("forwardauth: rule %d: %v", e.Index+1, e.Err)
+}
+
+func (e *RuleError) Unwrap() error { return e.Err }
+
+// ValidateRules reports the first problem [New] would refuse rules for: no
+// rule, a rule without a pattern, an invalid pattern, name or requirement,
+// or a pattern that an earlier one shadows. Its error is a *[RuleError],
+// except for an empty list.
+func ValidateRules(rules []Rule) error {
+	_, err := compile(rules)
+	return err
+}
 
 // compiledRule is a validated Rule with one ServeMux per pattern, so that
 // rules are tried in order (one ServeMux holding every pattern would pick
@@ -86,7 +110,7 @@ var matchedHandler = &matched{}
 // first match wins, so it could never decide anything.
 func compile(rules []Rule) ([]*compiledRule, error) {
 	if len(rules) == 0 {
-		return nil, fmt.Errorf("%w: no rules: every request would be denied", errInvalidRule)
+		return nil, errors.New("forwardauth: no rules: every request would be denied")
 	}
 	out := make([]*compiledRule, 0, len(rules))
 	type earlier struct {
@@ -96,38 +120,39 @@ func compile(rules []Rule) ([]*compiledRule, error) {
 	var seen []earlier
 	for i, r := range rules {
 		if len(r.Patterns) == 0 {
-			return nil, fmt.Errorf("%w: rule %d has no pattern", errInvalidRule, i+1)
+			return nil, &RuleError{Index: i, Err: errors.New("no pattern")}
 		}
 		if r.Name == "" {
 			r.Name = r.Patterns[0]
 		}
 		if !validHeaderValue(r.Name) {
-			return nil, fmt.Errorf("%w: rule %d: name %.80q is not printable ASCII", errInvalidRule, i+1, r.Name)
+			return nil, &RuleError{Index: i, Err: fmt.Errorf("name %.80q is not printable ASCII", r.Name)}
 		}
 		switch r.Access {
 		case AccessRequirement:
 			if err := r.Require.Validate(); err != nil {
-				return nil, fmt.Errorf("%w: rule %q: %w", errInvalidRule, r.Name, err)
+				return nil, &RuleError{Index: i, Err: err}
 			}
 		case AccessAuthenticated, AccessPublic:
 		default:
-			return nil, fmt.Errorf("%w: rule %q: unknown access %v", errInvalidRule, r.Name, r.Access)
+			return nil, &RuleError{Index: i, Err: fmt.Errorf("unknown access %v", r.Access)}
 		}
 		cr := &compiledRule{Rule: r}
 		for _, p := range r.Patterns {
 			mux, err := newPatternMux(p)
-			if err != nil {
-				return nil, fmt.Errorf("%w: rule %q: %w", errInvalidRule, r.Name, err)
-			}
-			probes, err := probesFor(p)
-			if err != nil {
-				return nil, fmt.Errorf("%w: rule %q: %w", errInvalidRule, r.Name, err)
-			}
-			for _, e := range seen {
-				if matchesAll(e.mux, probes) {
-					return nil, fmt.Errorf("%w: rule %q: pattern %q is unreachable: %q of rule %q, tried first, matches every request it matches",
-						errInvalidRule, r.Name, p, e.pattern, e.rule)
+			if err == nil {
+				var probes []*http.Request
+				if probes, err = probesFor(p); err == nil {
+					for _, e := range seen {
+						if matchesAll(e.mux, probes) {
+							err = fmt.Errorf("unreachable: %q of rule %q, tried first, matches every request it matches", e.pattern, e.rule)
+							break
+						}
+					}
 				}
+			}
+			if err != nil {
+				return nil, &RuleError{Index: i, Pattern: p, Err: err}
 			}
 			seen = append(seen, earlier{rule: r.Name, pattern: p, mux: mux})
 			cr.muxes = append(cr.muxes, mux)
@@ -142,7 +167,7 @@ func compile(rules []Rule) ([]*compiledRule, error) {
 func newPatternMux(pattern string) (mux *http.ServeMux, err error) {
 	defer func() {
 		if p := recover(); p != nil {
-			err = fmt.Errorf("pattern %q: %v", pattern, p)
+			err = fmt.Errorf("%v", p)
 		}
 	}()
 	mux = http.NewServeMux()
@@ -185,7 +210,7 @@ func probesFor(pattern string) ([]*http.Request, error) {
 	rest = strings.TrimLeft(rest, " \t")
 	slash := strings.IndexByte(rest, '/')
 	if slash < 0 {
-		return nil, fmt.Errorf("pattern %q has no path", pattern)
+		return nil, errors.New("no path")
 	}
 	host, path := rest[:slash], rest[slash:]
 	if host == "" {
@@ -208,7 +233,7 @@ func probesFor(pattern string) ([]*http.Request, error) {
 		default:
 			lit, err := url.PathUnescape(s)
 			if err != nil {
-				return nil, fmt.Errorf("pattern %q: %w", pattern, err)
+				return nil, err
 			}
 			fixed = append(fixed, lit)
 		}

@@ -2,6 +2,7 @@ package forwardauth_test
 
 import (
 	"context"
+	"errors"
 	"strings"
 	"testing"
 
@@ -31,7 +32,7 @@ func TestNewRefusesBadRules(t *testing.T) {
 		err   string // "" for valid
 	}{
 		{"none", nil, "no rules"},
-		{"no pattern", []forwardauth.Rule{{Name: "x", Require: role}}, "has no pattern"},
+		{"no pattern", []forwardauth.Rule{{Name: "x", Require: role}}, "no pattern"},
 		{"bad pattern", []forwardauth.Rule{pub("GET /a/{x")}, "pattern"},
 		{"bad requirement", []forwardauth.Rule{{Patterns: []string{"/a"}, Require: middleware.Role("not-a-guid")}}, "not a GUID"},
 		{"zero requirement", []forwardauth.Rule{{Patterns: []string{"/a"}}}, "invalid requirement"},
@@ -61,6 +62,11 @@ func TestNewRefusesBadRules(t *testing.T) {
 				t.Fatalf("unexpected error: %v", err)
 			case tc.err != "" && (err == nil || !strings.Contains(err.Error(), tc.err)):
 				t.Fatalf("error %v, want one containing %q", err, tc.err)
+			}
+			// The faulty rule is the last of each list.
+			var re *forwardauth.RuleError
+			if tc.err != "" && len(tc.rules) > 0 && (!errors.As(err, &re) || re.Index != len(tc.rules)-1) {
+				t.Fatalf("error %#v is not a RuleError for rule %d", err, len(tc.rules)-1)
 			}
 		})
 	}

@@ -1,37 +1,25 @@
 package main
 
 import (
-	"fmt"
 	"net/http"
 
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
-	otelprom "go.opentelemetry.io/otel/exporters/prometheus"
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
+
+	"github.com/pimguard/pimguard/internal/prommetrics"
 )
 
 // metrics is the example's OpenTelemetry meter provider, exported in the
-// Prometheus text format at GET /metrics. pimguard itself only uses the
-// OpenTelemetry API (a no-op until a provider is installed); choosing an
-// exporter is the application's business.
+// Prometheus text format at GET /metrics (internal/prommetrics, shared with
+// cmd/pimguard).
 type metrics struct {
 	provider *sdkmetric.MeterProvider
 	handler  http.Handler
 }
 
-// newMetrics builds a private Prometheus registry (no global state, so tests
-// can build several apps) with the Go runtime's and the process's collectors
-// next to pimguard's instruments.
 func newMetrics() (*metrics, error) {
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	exporter, err := otelprom.New(otelprom.WithRegisterer(reg))
+	m, err := prommetrics.New()
 	if err != nil {
-		return nil, fmt.Errorf("metrics: %w", err)
+		return nil, err
 	}
-	return &metrics{
-		provider: sdkmetric.NewMeterProvider(sdkmetric.WithReader(exporter)),
-		handler:  promhttp.HandlerFor(reg, promhttp.HandlerOpts{ErrorHandling: promhttp.ContinueOnError}),
-	}, nil
+	return &metrics{provider: m.Provider, handler: m.Handler}, nil
 }

@@ -111,7 +111,8 @@ func (s *Server) resourceNotFound(req *graphRequest, id string) graphResponse {
 }
 
 // getObject serves GET /users/{id} and /servicePrincipals/{id}: the object
-// id of kind, described by ep.
+// id of kind, described by ep; a user's id may also be its
+// userPrincipalName, as in Graph.
 func (s *Server) getObject(req *graphRequest, ep *endpoint, kind objKind, id string) graphResponse {
 	q, resp, ok := s.parseQuery(req, ep)
 	if !ok {
@@ -119,6 +120,14 @@ func (s *Server) getObject(req *graphRequest, ep *endpoint, kind objKind, id str
 	}
 	s.dir.mu.Lock()
 	o, err := s.dir.need(id, kind)
+	if err != nil && kind == kindUser && strings.Contains(id, "@") {
+		// Graph also finds a user by its userPrincipalName.
+		for _, other := range s.dir.objects {
+			if other.kind == kindUser && strings.EqualFold(other.upn, id) {
+				o, err = other, nil
+			}
+		}
+	}
 	var e entity
 	if err == nil {
 		e = objectEntity(o)

@@ -62,6 +62,7 @@ type File struct {
 	ClaimsPolicy  middleware.ClaimsPolicy  // claims-policy
 
 	Listen      string // listen
+	AdminListen string // admin-listen: /healthz, /readyz, /metrics; "" none (serve mode also has them on listen)
 	EnvoyPrefix string // envoy-prefix
 
 	// RedisURL turns fleet mode on (fleet.redis-url, or PIMGUARD_REDIS_URL);
@@ -274,6 +275,14 @@ func (p *parser) top(n *yaml.Node) {
 					p.errorf(v, "listen %q is not host:port (e.g. 127.0.0.1:8081)", s)
 				}
 				f.Listen = s
+			}
+		},
+		"admin-listen": func(v *yaml.Node) {
+			if s, ok := p.scalar(v, "admin-listen"); ok {
+				if _, port, err := net.SplitHostPort(s); err != nil || port == "" {
+					p.errorf(v, "admin-listen %q is not host:port (e.g. 127.0.0.1:9091)", s)
+				}
+				f.AdminListen = s
 			}
 		},
 		"envoy-prefix": func(v *yaml.Node) {

@@ -1,0 +1,243 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/pimguard/pimguard/forwardauth"
+	"github.com/pimguard/pimguard/graphcheck/graphtest"
+	"github.com/pimguard/pimguard/internal/proxytest"
+	"github.com/pimguard/pimguard/middleware"
+)
+
+// proxies starts each documented proxy configuration in front of e's
+// pimguard and upstream.
+var proxies = []struct {
+	name  string
+	start func(t *testing.T, e *e2e) *proxytest.Proxy
+}{
+	{"nginx", func(t *testing.T, e *e2e) *proxytest.Proxy {
+		return proxytest.StartNginx(t, "testdata/nginx.conf", map[string]string{proxytest.ExamplePimguard: e.pgAddr, proxytest.ExampleUpstream: e.upAddr})
+	}},
+	{"caddy", func(t *testing.T, e *e2e) *proxytest.Proxy {
+		return proxytest.StartCaddy(t, "testdata/Caddyfile", map[string]string{proxytest.ExamplePimguard: e.pgAddr, proxytest.ExampleUpstream: e.upAddr})
+	}},
+}
+
+// TestThroughRealProxies drives pimguard serve through real nginx and Caddy
+// with the documented configurations, as a client sees it.
+func TestThroughRealProxies(t *testing.T) {
+	for _, px := range proxies {
+		t.Run(px.name, func(t *testing.T) {
+			e := newE2E(t, "")
+			proxy := px.start(t, e)
+			base := proxy.URL()
+			forged := http.Header{forwardauth.HeaderObjectID: {bobOID}, forwardauth.HeaderRoles: {middleware.RoleGlobalAdministrator}}
+
+			t.Run("allowed: the upstream gets the live identity, never the forged one", func(t *testing.T) {
+				resp, body := send(t, "POST", base+"/api/users/42/reset-password?notify=1", e.token(janeOID), forged)
+				if resp.StatusCode != 200 || body != "upstream ok\n" {
+					t.Fatalf("%d %q", resp.StatusCode, body)
+				}
+				seen := e.upstream.take()
+				if len(seen) != 1 {
+					t.Fatalf("the upstream saw %d requests", len(seen))
+				}
+				h := seen[0]
+				if h.Get(forwardauth.HeaderObjectID) != janeOID || h.Get(forwardauth.HeaderTenantID) != graphtest.TenantID ||
+					h.Get(forwardauth.HeaderRoles) != helpdesk || h.Get(forwardauth.HeaderRule) != "reset-password" ||
+					len(h.Values(forwardauth.HeaderObjectID)) != 1 || h.Get("X-Test-Path") != "/api/users/42/reset-password?notify=1" {
+					t.Fatalf("upstream headers: %v", h)
+				}
+			})
+			t.Run("public: forged identity headers never reach the upstream", func(t *testing.T) {
+				resp, _ := send(t, "GET", base+"/public/app.js", "", forged)
+				seen := e.upstream.take()
+				if resp.StatusCode != 200 || len(seen) != 1 {
+					t.Fatalf("%d, upstream saw %d", resp.StatusCode, len(seen))
+				}
+				if v := seen[0].Get(forwardauth.HeaderObjectID) + seen[0].Get(forwardauth.HeaderRoles); v != "" {
+					t.Fatalf("forged identity reached the upstream: %q", v)
+				}
+			})
+			refusals := []struct {
+				name, method, path, token string
+				status                    int
+				code                      string
+				challenge                 string // in WWW-Authenticate; "" for none required
+			}{
+				{"bad token: 401 with the challenge", "GET", "/api/me", "Bearer not.a.token", 401, middleware.CodeTokenMalformed, `error="invalid_token"`},
+				{"no token: 401 with the challenge", "POST", "/api/users/1/reset-password", "", 401, middleware.CodeTokenMissing, `Bearer realm="pimguard"`},
+				{"role not active: 403", "POST", "/api/users/1/reset-password", e.token(bobOID), 403, middleware.CodeRoleNotActive, `error="insufficient_scope"`},
+				{"no rule: 403", "GET", "/admin", e.token(janeOID), 403, forwardauth.CodeNoRule, `error="insufficient_scope"`},
+			}
+			for _, tc := range refusals {
+				t.Run(tc.name, func(t *testing.T) {
+					resp, body := send(t, tc.method, base+tc.path, tc.token, nil)
+					if resp.StatusCode != tc.status || resp.Header.Get(forwardauth.HeaderError) != tc.code {
+						t.Fatalf("%d %s=%q, want %d %q; body %s", resp.StatusCode, forwardauth.HeaderError, resp.Header.Get(forwardauth.HeaderError), tc.status, tc.code, body)
+					}
+					if ch := resp.Header.Values("WWW-Authenticate"); len(ch) != 1 || !strings.Contains(ch[0], tc.challenge) {
+						t.Fatalf("WWW-Authenticate %q, want one containing %q", ch, tc.challenge)
+					}
+					assertJSONCode(t, body, tc.code)
+					if n := len(e.upstream.take()); n != 0 {
+						t.Fatalf("a refused request reached the upstream (%d)", n)
+					}
+				})
+			}
+			t.Run("Graph outage: 503 with Retry-After, not 500", func(t *testing.T) {
+				remove := e.tenant.InjectGraphFault(graphtest.GraphMatch{}, graphtest.Fault{Status: http.StatusServiceUnavailable})
+				defer remove()
+				resp, body := send(t, "POST", base+"/api/users/1/reset-password", e.token(leeOID), nil)
+				if resp.StatusCode != 503 || resp.Header.Get("Retry-After") == "" || resp.Header.Get(forwardauth.HeaderError) != middleware.CodePIMUnavailable {
+					t.Fatalf("%d Retry-After=%q %s=%q; body %s", resp.StatusCode, resp.Header.Get("Retry-After"),
+						forwardauth.HeaderError, resp.Header.Get(forwardauth.HeaderError), body)
+				}
+				assertJSONCode(t, body, middleware.CodePIMUnavailable)
+				if n := len(e.upstream.take()); n != 0 {
+					t.Fatalf("a request reached the upstream during the outage")
+				}
+			})
+			t.Run("deactivated: 403 once the TTL has passed", func(t *testing.T) {
+				if resp, _ := send(t, "POST", base+"/api/users/1/reset-password", e.token(janeOID), nil); resp.StatusCode != 200 {
+					t.Fatalf("before: %d", resp.StatusCode)
+				}
+				e.upstream.take()
+				must(t, e.tenant.DeactivateRole(janeOID, helpdesk, "/"))
+				start := time.Now()
+				var status int
+				for time.Since(start) < 10*time.Second {
+					resp, _ := send(t, "POST", base+"/api/users/1/reset-password", e.token(janeOID), nil)
+					if status = resp.StatusCode; status != 200 {
+						break
+					}
+					time.Sleep(50 * time.Millisecond)
+				}
+				if status != 403 {
+					t.Fatalf("still %d 10 s after the deactivation (cache ttl 1s)", status)
+				}
+				t.Logf("%s: denied %v after the deactivation (cache ttl 1s)", px.name, time.Since(start).Round(time.Millisecond))
+			})
+		})
+	}
+}
+
+func assertJSONCode(t *testing.T, body, code string) {
+	t.Helper()
+	var b struct{ Code string }
+	if err := json.Unmarshal([]byte(body), &b); err != nil || b.Code != code {
+		t.Fatalf("body %q (%v), want JSON with code %q", body, err, code)
+	}
+}
+
+// TestRecordedRequests sends pimguard serve the requests Traefik's
+// forwardAuth and Envoy's HTTP ext_authz send, byte for byte as recorded
+// (testdata/*.http), with a token in place of {{TOKEN}}.
+func TestRecordedRequests(t *testing.T) {
+	e := newE2E(t, "")
+	for _, file := range []string{"traefik-request.http", "envoy-request.http"} {
+		raw, err := os.ReadFile(filepath.Join("testdata", file))
+		must(t, err)
+		for _, tc := range []struct {
+			who    string
+			oid    string
+			status int
+			code   string
+		}{{"jane", janeOID, 200, ""}, {"bob", bobOID, 403, middleware.CodeRoleNotActive}} {
+			t.Run(file+"/"+tc.who, func(t *testing.T) {
+				req := strings.ReplaceAll(string(raw), "{{TOKEN}}", strings.TrimPrefix(e.token(tc.oid), "Bearer "))
+				conn, err := net.Dial("tcp", e.pgAddr)
+				must(t, err)
+				defer conn.Close()
+				_, err = io.WriteString(conn, req)
+				must(t, err)
+				resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+				must(t, err)
+				resp.Body.Close()
+				if resp.StatusCode != tc.status || resp.Header.Get(forwardauth.HeaderError) != tc.code {
+					t.Fatalf("%d %q, want %d %q", resp.StatusCode, resp.Header.Get(forwardauth.HeaderError), tc.status, tc.code)
+				}
+				if tc.status == 200 && (resp.Header.Get(forwardauth.HeaderRule) != "delete-order" || resp.Header.Get(forwardauth.HeaderObjectID) != tc.oid) {
+					t.Fatalf("allow headers: %v", resp.Header)
+				}
+				if tc.status == 403 && !strings.Contains(resp.Header.Get("WWW-Authenticate"), "insufficient_scope") {
+					t.Fatalf("no challenge: %v", resp.Header)
+				}
+			})
+		}
+	}
+}
+
+func TestCheck(t *testing.T) {
+	e := newE2E(t, "")
+	tests := []struct {
+		user string
+		code int
+		want []string
+	}{
+		{"jane@contoso.example", 0, []string{
+			"<jane@contoso.example> " + janeOID,
+			"Helpdesk Administrator (" + helpdesk + "), activated, until ",
+			"reset-password  POST /api/users/{id}/reset-password  allow",
+			"audit           GET /api/audit                       deny 403 group_not_active (needs group-member:" + auditors + ")",
+			"me              GET /api/me                          allow (any valid token)",
+			"public          GET /healthz, GET /public/           allow (public: no token needed)",
+		}},
+		{bobOID, 0, []string{"roles     0 active", "reset-password  POST /api/users/{id}/reset-password  deny 403 role_not_active"}},
+		{"nobody@contoso.example", 1, []string{"principal not found"}},
+		{"not a user", 1, []string{"neither an object ID nor a userPrincipalName"}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.user, func(t *testing.T) {
+			var out, errOut strings.Builder
+			code := run(context.Background(), []string{"check", "-config", e.config, "-user", tc.user}, func(string) string { return "" }, &out, &errOut)
+			if code != tc.code {
+				t.Fatalf("exit %d, want %d\nstdout:\n%s\nstderr:\n%s", code, tc.code, &out, &errOut)
+			}
+			got := out.String() + errOut.String()
+			for _, w := range tc.want {
+				if !strings.Contains(got, w) {
+					t.Errorf("output lacks %q:\n%s", w, got)
+				}
+			}
+		})
+	}
+}
+
+// A configuration mistake stops the program before it serves, naming the
+// file, line and reason; usage mistakes too.
+func TestConfigurationErrorsStopTheProgram(t *testing.T) {
+	dir := t.TempDir()
+	bad := filepath.Join(dir, "bad.yaml")
+	must(t, os.WriteFile(bad, []byte("tenant: "+graphtest.TenantID+"\naudiences: [api://x]\nrules:\n  - match: \"GET /x\"\n    require: {role: Helpdesk Admin}\n"), 0o600))
+	tests := []struct {
+		args []string
+		want string
+	}{
+		{[]string{"serve", "-config", bad}, bad + `:5:21: unknown role "Helpdesk Admin"`},
+		{[]string{"serve", "-config", filepath.Join(dir, "missing.yaml")}, "no such file"},
+		{[]string{"proxy", "-config", "testdata/pimguard.yaml"}, "-upstream"},
+		{[]string{"check", "-config", "testdata/pimguard.yaml"}, "-user is required"},
+		{[]string{"frobnicate"}, `unknown command "frobnicate"`},
+		{nil, "usage:"},
+	}
+	for _, tc := range tests {
+		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
+			var errOut strings.Builder
+			code := run(context.Background(), tc.args, func(string) string { return "" }, io.Discard, &errOut)
+			if code != 2 || !strings.Contains(errOut.String(), tc.want) {
+				t.Fatalf("exit %d, stderr:\n%s\nwant exit 2 and %q", code, &errOut, tc.want)
+			}
+		})
+	}
+}

@@ -93,7 +93,9 @@ listen: %s
 
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan int, 1)
-	go func() { done <- run(ctx, []string{"serve", "-config", e.config}, func(string) string { return "" }, io.Discard, e.stderr) }()
+	go func() {
+		done <- run(ctx, []string{"serve", "-config", e.config}, func(string) string { return "" }, io.Discard, e.stderr)
+	}()
 	t.Cleanup(func() {
 		cancel()
 		if code := <-done; code != 0 {

@@ -241,3 +241,43 @@ func TestConfigurationErrorsStopTheProgram(t *testing.T) {
 		})
 	}
 }
+
+// TestProxyCommand runs pimguard proxy in front of the upstream: the same
+// rules, the identity headers set and client-sent ones removed, and
+// pimguard's own endpoints on admin-listen only.
+func TestProxyCommand(t *testing.T) {
+	e := newE2E(t, "")
+	front, admin := proxytest.FreeAddr(t), proxytest.FreeAddr(t)
+	cfg := filepath.Join(t.TempDir(), "proxy.yaml")
+	data, err := os.ReadFile(e.config)
+	must(t, err)
+	must(t, os.WriteFile(cfg, append([]byte("admin-listen: "+admin+"\n"), data...), 0o600))
+	startRun(t, &lockedBuffer{}, "http://"+admin+"/readyz", "proxy", "-config", cfg, "-upstream", "http://"+e.upAddr, "-listen", front)
+	forged := http.Header{forwardauth.HeaderObjectID: {bobOID}, "X-Pimguard-Whatever": {"x"}}
+
+	resp, body := send(t, "POST", "http://"+front+"/api/users/1/reset-password", e.token(janeOID), forged)
+	seen := e.upstream.take()
+	if resp.StatusCode != 200 || body != "upstream ok\n" || len(seen) != 1 {
+		t.Fatalf("allowed: %d %q, upstream saw %d", resp.StatusCode, body, len(seen))
+	}
+	if seen[0].Get(forwardauth.HeaderObjectID) != janeOID || seen[0].Get("X-Pimguard-Whatever") != "" || seen[0].Get(forwardauth.HeaderRoles) != helpdesk {
+		t.Fatalf("upstream headers: %v", seen[0])
+	}
+	resp, body = send(t, "POST", "http://"+front+"/api/users/1/reset-password", e.token(bobOID), nil)
+	if resp.StatusCode != 403 || len(e.upstream.take()) != 0 {
+		t.Fatalf("refused: %d %s", resp.StatusCode, body)
+	}
+	assertJSONCode(t, body, middleware.CodeRoleNotActive)
+	// /healthz on the front listener is the upstream's (a public rule),
+	// and /metrics is no rule's: the proxy serves none of its own there.
+	if resp, body = send(t, "GET", "http://"+front+"/healthz", "", nil); resp.StatusCode != 200 || body != "upstream ok\n" {
+		t.Fatalf("front /healthz: %d %q", resp.StatusCode, body)
+	}
+	e.upstream.take()
+	if resp, _ = send(t, "GET", "http://"+front+"/metrics", "", nil); resp.StatusCode != 403 {
+		t.Fatalf("front /metrics: %d, want 403 no_rule", resp.StatusCode)
+	}
+	if resp, body = send(t, "GET", "http://"+admin+"/metrics", "", nil); resp.StatusCode != 200 || !strings.Contains(body, "pimguard_decisions") {
+		t.Fatalf("admin /metrics: %d, lacks pimguard_decisions", resp.StatusCode)
+	}
+}

@@ -65,8 +65,13 @@ type e2e struct {
 	stderr   *lockedBuffer
 }
 
+// newE2E starts it all, with extra (YAML) added to the configuration; the
+// cache TTLs are 1 s unless extra sets cache:.
 func newE2E(t *testing.T, extra string) *e2e {
 	t.Helper()
+	if !strings.Contains(extra, "cache:") {
+		extra += "cache: {ttl: 1s, negative-ttl: 1s}\n"
+	}
 	e := &e2e{tenant: graphtest.NewServer(graphtest.Options{Clock: graphtest.NewLiveClock()}), upstream: &recorder{}, stderr: &lockedBuffer{}}
 	t.Cleanup(e.tenant.Close)
 	for _, u := range []struct{ oid, upn string }{{janeOID, "jane@contoso.example"}, {bobOID, "bob@contoso.example"}, {leeOID, "lee@contoso.example"}} {
@@ -86,38 +91,38 @@ func newE2E(t *testing.T, extra string) *e2e {
 audiences: [%s]
 authority: %s
 graph: {url: %s, auth: none}
-cache: {ttl: 1s, negative-ttl: 1s}
 listen: %s
 %s%s`, graphtest.TenantID, graphtest.APIClientID, e.tenant.URL, e.tenant.GraphURL(), e.pgAddr, extra, testRules)
 	must(t, os.WriteFile(e.config, []byte(yaml), 0o600))
 
+	startRun(t, e.stderr, "http://"+e.pgAddr+"/readyz", "serve", "-config", e.config)
+	return e
+}
+
+// startRun runs pimguard with args until t ends, and waits until readyURL
+// answers 200 (the signing keys fetched).
+func startRun(t *testing.T, stderr *lockedBuffer, readyURL string, args ...string) {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan int, 1)
 	go func() {
-		done <- run(ctx, []string{"serve", "-config", e.config}, func(string) string { return "" }, io.Discard, e.stderr)
+		done <- run(ctx, args, func(string) string { return "" }, io.Discard, stderr)
 	}()
 	t.Cleanup(func() {
 		cancel()
 		if code := <-done; code != 0 {
-			t.Errorf("pimguard serve exited %d:\n%s", code, e.stderr)
+			t.Errorf("pimguard %s exited %d:\n%s", args[0], code, stderr)
 		}
 	})
-	e.waitReady(t, done)
-	return e
-}
-
-// waitReady waits until pimguard answers /readyz with 200 (its signing keys
-// fetched).
-func (e *e2e) waitReady(t *testing.T, done chan int) {
-	t.Helper()
 	deadline := time.Now().Add(20 * time.Second)
 	for time.Now().Before(deadline) {
 		select {
 		case code := <-done:
-			t.Fatalf("pimguard serve exited %d:\n%s", code, e.stderr)
+			done <- code
+			t.Fatalf("pimguard %s exited %d:\n%s", args[0], code, stderr)
 		default:
 		}
-		if resp, err := http.Get("http://" + e.pgAddr + "/readyz"); err == nil {
+		if resp, err := http.Get(readyURL); err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == 200 {
 				return
@@ -125,7 +130,7 @@ func (e *e2e) waitReady(t *testing.T, done chan int) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	t.Fatalf("pimguard serve not ready after 20 s:\n%s", e.stderr)
+	t.Fatalf("pimguard %s not ready after 20 s:\n%s", args[0], stderr)
 }
 
 func (e *e2e) token(oid string) string {

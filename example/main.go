@@ -24,9 +24,10 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
-	"sync"
 	"syscall"
 	"time"
+
+	"github.com/pimguard/pimguard/internal/syncio"
 )
 
 func main() {
@@ -37,7 +38,7 @@ func main() {
 func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) int {
 	// The logger's handler and the background work (the Authenticator's
 	// discovery retries) write to stderr besides run itself.
-	stderr = &syncWriter{w: stderr}
+	stderr = &syncio.Writer{W: stderr}
 	fs := flag.NewFlagSet("example", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	walkthroughOnly := fs.Bool("walkthrough-only", false, "demo mode: run the walkthrough, then exit 0 if every step behaved as described")
@@ -159,17 +160,4 @@ func shutdown(srv *http.Server, logger *slog.Logger) {
 	if err := srv.Shutdown(ctx); err != nil {
 		logger.Warn("example: shutdown", "err", err)
 	}
-}
-
-// syncWriter serialises the writes to w, which need not be safe for
-// concurrent use (a test's bytes.Buffer).
-type syncWriter struct {
-	mu sync.Mutex
-	w  io.Writer
-}
-
-func (s *syncWriter) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.w.Write(p)
 }

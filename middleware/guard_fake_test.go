@@ -1,7 +1,6 @@
 package middleware_test
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"log/slog"
@@ -15,6 +14,7 @@ import (
 
 	"github.com/pimguard/pimguard/graphcheck"
 	"github.com/pimguard/pimguard/graphcheck/graphtest"
+	"github.com/pimguard/pimguard/internal/syncio"
 	"github.com/pimguard/pimguard/middleware"
 )
 
@@ -143,32 +143,14 @@ type guardFixture struct {
 	*fixture
 	dir    *fakeDirectory
 	guard  *middleware.Guard
-	glogs  *syncBuffer
+	glogs  *syncio.Buffer
 	served atomic.Int64 // calls of the protected handler
-}
-
-// syncBuffer is a bytes.Buffer safe for concurrent writers and readers.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 func newGuardFixture(t *testing.T, edit func(*middleware.GuardConfig)) *guardFixture {
 	t.Helper()
 	f := newFixture(t, nil)
-	g := &guardFixture{fixture: f, dir: newFakeDirectory(f.clock), glogs: &syncBuffer{}}
+	g := &guardFixture{fixture: f, dir: newFakeDirectory(f.clock), glogs: &syncio.Buffer{}}
 	cfg := middleware.GuardConfig{
 		Source: g.dir.source(),
 		Now:    f.clock.Now,

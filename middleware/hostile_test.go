@@ -29,6 +29,7 @@ import (
 
 	"github.com/pimguard/pimguard/graphcheck"
 	"github.com/pimguard/pimguard/graphcheck/graphtest"
+	"github.com/pimguard/pimguard/internal/syncio"
 	"github.com/pimguard/pimguard/middleware"
 )
 
@@ -93,7 +94,7 @@ var grantAll = graphcheck.SourceFunc(func(ctx context.Context, p graphcheck.Prin
 
 // hostileChain is Authenticator.Handler → Guard.Require(Global Administrator)
 // → next, with the Guard logging at Debug into glogs.
-func hostileChain(t *testing.T, f *fixture, glogs *syncBuffer, next http.Handler) http.Handler {
+func hostileChain(t *testing.T, f *fixture, glogs *syncio.Buffer, next http.Handler) http.Handler {
 	t.Helper()
 	guard, err := middleware.NewGuard(middleware.GuardConfig{
 		Source: grantAll,
@@ -443,7 +444,7 @@ type hostileOutcome struct {
 
 // runHostile sends every case through Authenticator → Guard → a handler that
 // must not run, checking each answer; it returns the outcomes by case.
-func runHostile(t *testing.T, f *fixture, glogs *syncBuffer, corpus []hostileCase) (tried, allowed int, out map[string]hostileOutcome) {
+func runHostile(t *testing.T, f *fixture, glogs *syncio.Buffer, corpus []hostileCase) (tried, allowed int, out map[string]hostileOutcome) {
 	t.Helper()
 	out = map[string]hostileOutcome{}
 	var reached atomic.Bool
@@ -505,7 +506,7 @@ func runHostile(t *testing.T, f *fixture, glogs *syncBuffer, corpus []hostileCas
 // characters or more.
 func TestHostileCorpus(t *testing.T) {
 	f := newFixture(t, nil)
-	glogs := &syncBuffer{}
+	glogs := &syncio.Buffer{}
 	corpus := hostileCorpus(t, f)
 	groups := map[string]int{}
 	for _, tc := range corpus {
@@ -581,7 +582,7 @@ func TestHostileSkewBoundaryInside(t *testing.T) {
 	now := f.clock.Now()
 	skew := middleware.DefaultClockSkew
 	var served atomic.Int64
-	h := hostileChain(t, f, &syncBuffer{}, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	h := hostileChain(t, f, &syncio.Buffer{}, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		served.Add(1)
 		w.WriteHeader(http.StatusOK)
 	}))

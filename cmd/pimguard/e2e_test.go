@@ -16,6 +16,7 @@ import (
 	"github.com/pimguard/pimguard/forwardauth"
 	"github.com/pimguard/pimguard/graphcheck/graphtest"
 	"github.com/pimguard/pimguard/internal/proxytest"
+	"github.com/pimguard/pimguard/internal/syncio"
 	"github.com/pimguard/pimguard/middleware"
 )
 
@@ -252,7 +253,7 @@ func TestProxyCommand(t *testing.T) {
 	data, err := os.ReadFile(e.config)
 	must(t, err)
 	must(t, os.WriteFile(cfg, append([]byte("admin-listen: "+admin+"\n"), data...), 0o600))
-	startRun(t, &lockedBuffer{}, "http://"+admin+"/readyz", "proxy", "-config", cfg, "-upstream", "http://"+e.upAddr, "-listen", front)
+	startRun(t, &syncio.Buffer{}, "http://"+admin+"/readyz", "proxy", "-config", cfg, "-upstream", "http://"+e.upAddr, "-listen", front)
 	forged := http.Header{forwardauth.HeaderObjectID: {bobOID}, "X-Pimguard-Whatever": {"x"}}
 
 	resp, body := send(t, "POST", "http://"+front+"/api/users/1/reset-password", e.token(janeOID), forged)

@@ -32,11 +32,11 @@ import (
 	"net/url"
 	"os"
 	"os/signal"
-	"sync"
 	"syscall"
 	"time"
 
 	"github.com/pimguard/pimguard/cmd/pimguard/internal/config"
+	"github.com/pimguard/pimguard/internal/syncio"
 	"github.com/pimguard/pimguard/middleware"
 )
 
@@ -54,7 +54,7 @@ const usage = `usage:
 // after a clean stop, 1 for a failure at run time, 2 for a usage or
 // configuration error.
 func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) int {
-	stderr = &syncWriter{w: stderr}
+	stderr = &syncio.Writer{W: stderr}
 	if len(args) == 0 || args[0] == "-h" || args[0] == "-help" || args[0] == "--help" {
 		fmt.Fprint(stderr, usage)
 		return 2
@@ -210,16 +210,4 @@ type namedServer struct {
 	handler    http.Handler
 	ln         net.Listener
 	srv        *http.Server
-}
-
-// syncWriter serialises writes from the logger and background work.
-type syncWriter struct {
-	mu sync.Mutex
-	w  io.Writer
-}
-
-func (s *syncWriter) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.w.Write(p)
 }

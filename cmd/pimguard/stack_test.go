@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -17,6 +16,7 @@ import (
 
 	"github.com/pimguard/pimguard/graphcheck/graphtest"
 	"github.com/pimguard/pimguard/internal/proxytest"
+	"github.com/pimguard/pimguard/internal/syncio"
 	"github.com/pimguard/pimguard/middleware"
 )
 
@@ -62,7 +62,7 @@ type e2e struct {
 	upAddr   string
 	pgAddr   string // pimguard serve
 	config   string // the configuration file
-	stderr   *lockedBuffer
+	stderr   *syncio.Buffer
 }
 
 // newE2E starts it all, with extra (YAML) added to the configuration; the
@@ -72,7 +72,7 @@ func newE2E(t *testing.T, extra string) *e2e {
 	if !strings.Contains(extra, "cache:") {
 		extra += "cache: {ttl: 1s, negative-ttl: 1s}\n"
 	}
-	e := &e2e{tenant: graphtest.NewServer(graphtest.Options{Clock: graphtest.NewLiveClock()}), upstream: &recorder{}, stderr: &lockedBuffer{}}
+	e := &e2e{tenant: graphtest.NewServer(graphtest.Options{Clock: graphtest.NewLiveClock()}), upstream: &recorder{}, stderr: &syncio.Buffer{}}
 	t.Cleanup(e.tenant.Close)
 	for _, u := range []struct{ oid, upn string }{{janeOID, "jane@contoso.example"}, {bobOID, "bob@contoso.example"}, {leeOID, "lee@contoso.example"}} {
 		must(t, e.tenant.AddUser(u.oid, u.upn))
@@ -101,7 +101,7 @@ listen: %s
 
 // startRun runs pimguard with args until t ends, and waits until readyURL
 // answers 200 (the signing keys fetched).
-func startRun(t *testing.T, stderr *lockedBuffer, readyURL string, args ...string) {
+func startRun(t *testing.T, stderr *syncio.Buffer, readyURL string, args ...string) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan int, 1)
@@ -160,23 +160,6 @@ func (u *recorder) take() []http.Header {
 	s := u.seen
 	u.seen = nil
 	return s
-}
-
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }
 
 func must(t testing.TB, err error) {

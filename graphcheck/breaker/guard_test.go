@@ -1,7 +1,6 @@
 package breaker_test
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -9,13 +8,13 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
-	"sync"
 	"testing"
 	"testing/synctest"
 	"time"
 
 	"github.com/pimguard/pimguard/graphcheck"
 	"github.com/pimguard/pimguard/graphcheck/breaker"
+	"github.com/pimguard/pimguard/internal/syncio"
 	"github.com/pimguard/pimguard/middleware"
 )
 
@@ -36,24 +35,10 @@ func (r roleSource) Lookup(ctx context.Context, p graphcheck.Principal) (*graphc
 	return s, err
 }
 
-// lockedBuffer is a bytes.Buffer for a logger written from several
-// goroutines.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) lastRecord(t *testing.T) map[string]any {
+// lastRecord is the last JSON record written to l.
+func lastRecord(t *testing.T, l *syncio.Buffer) map[string]any {
 	t.Helper()
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	lines := strings.Split(strings.TrimSpace(l.b.String()), "\n")
+	lines := strings.Split(strings.TrimSpace(l.String()), "\n")
 	var m map[string]any
 	if err := json.Unmarshal([]byte(lines[len(lines)-1]), &m); err != nil {
 		t.Fatal(err)
@@ -79,7 +64,7 @@ func TestBreakerThroughGuard(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		f := newFakeGraph(activeRole)
 		src := breaker.New(roleSource{f}, breaker.Config{Logger: quiet(), Timeout: time.Minute})
-		logs := &lockedBuffer{}
+		logs := &syncio.Buffer{}
 		guard := middleware.MustNewGuard(middleware.GuardConfig{Source: src, CacheTTL: 30 * time.Second, MaxStale: 10 * time.Minute,
 			Logger: slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))})
 		h := guard.Require(middleware.Role(roleID))(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {}))
@@ -101,7 +86,7 @@ func TestBreakerThroughGuard(t *testing.T) {
 		if rec := guarded(h, 0); rec.Code != http.StatusOK {
 			t.Fatalf("the cached principal while open: %d %s", rec.Code, rec.Body)
 		}
-		if rec := logs.lastRecord(t); rec["state"] != "stale" || !strings.Contains(rec["refresh_error"].(string), "breaker") {
+		if rec := lastRecord(t, logs); rec["state"] != "stale" || !strings.Contains(rec["refresh_error"].(string), "breaker") {
 			t.Errorf("record %v, want the stale state and the breaker's error", rec)
 		}
 		rec := guarded(h, 9)

@@ -50,6 +50,7 @@ import (
 	"github.com/pimguard/pimguard/graphcheck"
 	"github.com/pimguard/pimguard/graphcheck/graphtest"
 	"github.com/pimguard/pimguard/graphcheck/msgraph"
+	"github.com/pimguard/pimguard/internal/syncio"
 	"github.com/pimguard/pimguard/middleware"
 )
 
@@ -522,7 +523,7 @@ type fmMatrix struct {
 	refused    string // a loopback URL nothing listens on
 	// redirectCode is the status the redirector answers with.
 	redirectCode atomic.Int64
-	transcript   *lockedBuffer // every response status, header and body
+	transcript   *syncio.Buffer // every response status, header and body
 	graphToken   string
 	tokens       [3]string // bearer tokens of fmWho
 
@@ -538,7 +539,7 @@ const fmGraphToken = "eyJ0eXAiOiJKV1QiLCJhbGciOiJSUzI1NiJ9.eyJhdWQiOiJodHRwczovL
 
 func newFMMatrix(t *testing.T) *fmMatrix {
 	t.Helper()
-	m := &fmMatrix{transcript: &lockedBuffer{}, graphToken: fmGraphToken}
+	m := &fmMatrix{transcript: &syncio.Buffer{}, graphToken: fmGraphToken}
 	m.stack = newStack(t, stackOptions{
 		tenant:     graphtest.Options{RequireGraphAuth: true},
 		bare:       true,

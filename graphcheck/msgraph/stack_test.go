@@ -8,7 +8,6 @@ package msgraph_test
 // all build on newStack, so the wiring exists once.
 
 import (
-	"bytes"
 	"cmp"
 	"context"
 	"encoding/json"
@@ -29,6 +28,7 @@ import (
 	"github.com/pimguard/pimguard/graphcheck"
 	"github.com/pimguard/pimguard/graphcheck/graphtest"
 	"github.com/pimguard/pimguard/graphcheck/msgraph"
+	"github.com/pimguard/pimguard/internal/syncio"
 	"github.com/pimguard/pimguard/middleware"
 )
 
@@ -82,7 +82,7 @@ type stack struct {
 	srv    *graphtest.Server
 	cred   *fakeCredential // nil when anonymous
 	sleep  *sleeper
-	logs   *lockedBuffer // JSON log records of every component, unless quiet
+	logs   *syncio.Buffer // JSON log records of every component, unless quiet
 	logger *slog.Logger
 	cfg    msgraph.Config // the Source's Config, as given to msgraph.New
 	src    *msgraph.Source
@@ -109,7 +109,7 @@ func newStack(tb testing.TB, o stackOptions) *stack {
 	}
 	s.logger = slog.New(slog.DiscardHandler)
 	if !o.quiet {
-		s.logs = &lockedBuffer{}
+		s.logs = &syncio.Buffer{}
 		s.logger = slog.New(slog.NewJSONHandler(s.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
 	o.tenant.Clock = s.clock
@@ -465,24 +465,6 @@ func (s *stack) checkLogsHoldNoToken() {
 			s.t.Error("a token reached the logs")
 		}
 	}
-}
-
-// lockedBuffer is a bytes.Buffer safe for concurrent use.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }
 
 // fakeCredential is an azcore.TokenCredential that hands out a fixed token

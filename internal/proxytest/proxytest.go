@@ -1,7 +1,6 @@
 package proxytest
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
 	"maps"
@@ -15,6 +14,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/pimguard/pimguard/internal/syncio"
 )
 
 // The example addresses of the documented configurations. A test maps
@@ -45,7 +46,7 @@ type Proxy struct {
 	dir  string
 	conf string
 
-	stderr *syncBuffer
+	stderr *syncio.Buffer
 	cmd    *exec.Cmd
 	exited chan struct{} // closed once the process has been waited for
 	err    error         // the process's exit status, set before exited is closed
@@ -210,7 +211,7 @@ func run(t testing.TB, name, bin, conf, listen string, launch launcher) (*Proxy,
 		return nil, err
 	}
 	p := &Proxy{name: name, addr: listen, dir: dir, conf: confPath,
-		stderr: &syncBuffer{}, cmd: cmd, exited: make(chan struct{})}
+		stderr: &syncio.Buffer{}, cmd: cmd, exited: make(chan struct{})}
 	cmd.Dir = dir
 	cmd.Stdout = p.stderr
 	cmd.Stderr = p.stderr
@@ -250,23 +251,4 @@ func run(t testing.TB, name, bin, conf, listen string, launch launcher) (*Proxy,
 		}
 	})
 	return p, nil
-}
-
-// syncBuffer is a bytes.Buffer that a process's output goroutine and the
-// test may use at once.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }

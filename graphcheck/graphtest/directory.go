@@ -1,6 +1,7 @@
 package graphtest
 
 import (
+	"cmp"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
@@ -71,12 +72,15 @@ type dirObject struct {
 	lastPasswordChange time.Time
 	roleAssignable     bool            // groups
 	members            map[string]bool // groups and administrative units: permanent direct members
+	seq                uint64          // creation number: the order of d.order
 }
 
 type directory struct {
 	mu         sync.Mutex
 	objects    map[string]*dirObject
 	order      []string               // object IDs in creation order
+	groupOrder []string               // group IDs in creation order (groups are never deleted)
+	created    uint64                 // objects ever inserted: the next one's seq
 	roles      pimSchedules           // directory roles
 	groups     pimSchedules           // PIM for Groups
 	risky      map[string]*riskRecord // Identity Protection, by user ID
@@ -131,9 +135,19 @@ func (s *Server) addObject(o *dirObject) error {
 			}
 		}
 	}
+	d.insert(o)
+	return nil
+}
+
+// insert adds o, whose ID is new, to the directory. Callers hold d.mu.
+func (d *directory) insert(o *dirObject) {
+	d.created++
+	o.seq = d.created
 	d.objects[o.id] = o
 	d.order = append(d.order, o.id)
-	return nil
+	if o.kind == kindGroup {
+		d.groupOrder = append(d.groupOrder, o.id)
+	}
 }
 
 // AddUser adds an enabled member user with the given object ID (a GUID) and
@@ -352,8 +366,8 @@ func (s *Server) deleteObject(oid string, kind objKind) error {
 // the time each membership ends (zero: no end). Callers hold d.mu.
 func (d *directory) directGroups(id string, now time.Time) map[string]time.Time {
 	out := map[string]time.Time{}
-	for _, gid := range d.order {
-		if g := d.objects[gid]; g.kind == kindGroup && g.members[id] {
+	for _, gid := range d.groupOrder {
+		if g := d.objects[gid]; g.members[id] {
 			out[gid] = time.Time{}
 		}
 	}
@@ -391,10 +405,21 @@ func (d *directory) transitiveGroups(id string, now time.Time) map[string]bool {
 // inOrder returns the IDs in set in creation order. Callers hold d.mu.
 func inOrder[V any](d *directory, set map[string]V) []string {
 	var out []string
-	for _, id := range d.order {
-		if _, ok := set[id]; ok {
+	if len(set) > len(d.order)/8 {
+		for _, id := range d.order {
+			if _, ok := set[id]; ok {
+				out = append(out, id)
+			}
+		}
+		return out
+	}
+	// A few IDs of a large (generated) directory: sort them by their
+	// creation number rather than walk every object.
+	for id := range set {
+		if _, ok := d.objects[id]; ok {
 			out = append(out, id)
 		}
 	}
+	slices.SortFunc(out, func(a, b string) int { return cmp.Compare(d.objects[a].seq, d.objects[b].seq) })
 	return out
 }

@@ -47,6 +47,10 @@
 //     /graph.administrativeUnit) and /memberOf/microsoft.graph.group, the
 //     administrative units and groups a user (or service principal) is a
 //     direct member of, and /directory/administrativeUnits;
+//   - /groups/{id}/members, a group's direct members at now (permanent, or
+//     through an active PIM for Groups member instance), each with its
+//     @odata.type: what a tenant-wide snapshot reads for role-assignable
+//     groups;
 //
 // POST /users/{id}/checkMemberGroups and
 // /servicePrincipals/{id}/checkMemberGroups, whose body
@@ -90,6 +94,13 @@
 // is not after the clock's now, or whose startDateTime is after it, is not
 // returned. The seeding methods return errors wrapping [ErrInvalid],
 // [ErrNotFound], [ErrConflict], [ErrNotEligible] or [ErrNotActive].
+//
+// [Server.Generate] seeds a whole tenant in one pass, described by a
+// [TenantSpec] (by default 10 000 users, 2 000 active role assignment
+// instances across tenant-wide roles, administrative units and
+// role-assignable groups, 50 PIM-managed groups, and eligibilities to
+// activate), fast enough for a benchmark, and lists what it created in a
+// [GeneratedTenant].
 //
 // [Server.SetAccountEnabled], [Server.SetServicePrincipalEnabled],
 // [Server.RevokeSignInSessions] and [Server.ChangePassword] change what an

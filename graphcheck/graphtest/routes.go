@@ -61,6 +61,9 @@ var routes = []route{
 	{"groups", func(s *Server, req *graphRequest, _ []string) graphResponse {
 		return s.listObjects(req, &groupEndpoint, kindGroup)
 	}},
+	{"groups/{}/members", func(s *Server, req *graphRequest, a []string) graphResponse {
+		return s.groupMembers(req, a[0])
+	}},
 	{"identityProtection/riskyUsers", func(s *Server, req *graphRequest, _ []string) graphResponse {
 		return s.listRiskyUsers(req)
 	}},

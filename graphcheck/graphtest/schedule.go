@@ -2,6 +2,7 @@ package graphtest
 
 import (
 	"fmt"
+	"slices"
 	"time"
 )
 
@@ -233,13 +234,23 @@ func (s *Server) instances(req *graphRequest, ps *pimSchedules) graphResponse {
 	now := s.clock.Now()
 	d := &s.dir
 	d.mu.Lock()
+	// Instances a principalId or groupId clause leaves out are skipped
+	// before they are rendered (the $filter would drop them anyway), so
+	// that a filtered read of a large generated tenant costs what its
+	// answer holds, not what the tenant holds.
+	principals, byPrincipal := q.filter.values("principalId")
+	groupIDs, byGroup := q.filter.values("groupId")
 	var items []entity
 	for _, x := range ps.active {
-		if x.activeAt(now) {
-			items = append(items, k.entity(x, "Direct"))
+		switch {
+		case !x.activeAt(now),
+			byPrincipal && !slices.Contains(principals, x.principalID),
+			byGroup && !slices.Contains(groupIDs, x.groupID):
+			continue
 		}
+		items = append(items, k.entity(x, "Direct"))
 	}
-	if principals, named := q.filter.values("principalId"); expand && named {
+	if expand && byPrincipal {
 		items = append(items, k.inherited(d, principals, now)...)
 	}
 	d.mu.Unlock()

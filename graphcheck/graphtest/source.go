@@ -315,8 +315,8 @@ func (s *Server) srcRead(p graphcheck.Principal, now time.Time) srcDirectory {
 	}
 	if out.inAssignable {
 		out.facts.GroupRoles = map[string][]graphcheck.RoleAssignment{}
-		for _, gid := range d.order {
-			if g := d.objects[gid]; g.kind != kindGroup || !g.roleAssignable {
+		for _, gid := range d.groupOrder {
+			if g := d.objects[gid]; !g.roleAssignable {
 				continue
 			}
 			out.assignable = append(out.assignable, gid)

@@ -329,7 +329,10 @@ func MustNewGuard(cfg GuardConfig) *Guard {
 // mistyped role ID fails when routes are built, not on a request. A
 // requirement made only of [AppRole], [Scope] and [AuthContext] is decided
 // from the token and does not fetch the live state. The groups of its
-// [MemberOf] leaves join those every lookup of the Guard asks about.
+// [MemberOf] leaves join those every lookup of the Guard asks about, and
+// when the Source is a graphcheck.GroupWatcher (graphcheck/msgraph's
+// Snapshot) it is told the groups of its [GroupMember] and [GroupOwner]
+// leaves, which it then reads.
 func (g *Guard) Require(r Requirement) func(http.Handler) http.Handler {
 	if err := r.Validate(); err != nil {
 		panic(err)
@@ -337,7 +340,24 @@ func (g *Guard) Require(r Requirement) func(http.Handler) http.Handler {
 	if err := g.addGroups(r.memberOfGroups(nil)); err != nil {
 		panic(fmt.Errorf("middleware: Require(%s): %w", r, err))
 	}
+	if w, ok := g.cfg.Source.(graphcheck.GroupWatcher); ok {
+		w.WatchGroups(pimGroups(&r, nil)...)
+	}
 	return g.middleware(r)
+}
+
+// pimGroups appends the groups of r's GroupMember and GroupOwner leaves to
+// ids: those a graphcheck.GroupWatcher Source must read.
+func pimGroups(r *Requirement, ids []string) []string {
+	switch r.kind {
+	case kindGroup:
+		ids = append(ids, r.id)
+	case kindAll, kindAny:
+		for i := range r.subs {
+			ids = pimGroups(&r.subs[i], ids)
+		}
+	}
+	return ids
 }
 
 // addGroups adds ids to the groups asked on every lookup. Lookups made

@@ -268,6 +268,15 @@ func (s *Source) PurgeAll() {
 	}
 }
 
+// WatchGroups passes ids on to the wrapped Source when it is a
+// graphcheck.GroupWatcher (graphcheck/msgraph's Snapshot), so that a Guard
+// in front of the breaker still tells the snapshot which groups to read.
+func (s *Source) WatchGroups(ids ...string) {
+	if w, ok := s.src.(graphcheck.GroupWatcher); ok {
+		w.WatchGroups(ids...)
+	}
+}
+
 // Preflight calls the wrapped Source's Preflight, outside the breakers,
 // or returns an error wrapping errors.ErrUnsupported when the wrapped
 // Source is not a graphcheck.Preflighter (middleware.Guard.Preflight then

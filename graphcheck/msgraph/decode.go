@@ -129,22 +129,28 @@ func decodeMemberships(value json.RawMessage) ([]graphcheck.GroupMembership, err
 		return nil, err
 	}
 	out := make([]graphcheck.GroupMembership, 0, len(items))
-	for _, it := range items {
-		if it.GroupID == nil || *it.GroupID == "" || it.AccessID == nil || *it.AccessID == "" {
-			return nil, fmt.Errorf("%w: a PIM for Groups instance has no groupId or accessId", errShape)
-		}
-		m := graphcheck.GroupMembership{
-			GroupID:        strings.ToLower(*it.GroupID),
-			AccessID:       strings.ToLower(*it.AccessID),
-			AssignmentType: assignmentType(deref(it.AssignmentType)),
-		}
-		var err error
-		if m.Window, err = window(it.StartDateTime, it.EndDateTime); err != nil {
+	for i := range items {
+		m, err := items[i].membership()
+		if err != nil {
 			return nil, err
 		}
 		out = append(out, m)
 	}
 	return out, nil
+}
+
+func (it *groupInstance) membership() (graphcheck.GroupMembership, error) {
+	if it.GroupID == nil || *it.GroupID == "" || it.AccessID == nil || *it.AccessID == "" {
+		return graphcheck.GroupMembership{}, fmt.Errorf("%w: a PIM for Groups instance has no groupId or accessId", errShape)
+	}
+	m := graphcheck.GroupMembership{
+		GroupID:        strings.ToLower(*it.GroupID),
+		AccessID:       strings.ToLower(*it.AccessID),
+		AssignmentType: assignmentType(deref(it.AssignmentType)),
+	}
+	var err error
+	m.Window, err = window(it.StartDateTime, it.EndDateTime)
+	return m, err
 }
 
 // group is a group of transitiveMemberOf/graph.group or of /groups.

@@ -138,6 +138,22 @@
 // process keeps its own. Its state caches (the Guard's, this package's risk
 // and group-roles caches) are not shared through it.
 //
+// # Snapshot mode
+//
+// A [Source] costs one $batch per principal per cache TTL, so Graph traffic
+// grows with the number of callers. [NewSnapshot] wraps a Source in a
+// [Snapshot]: every [SnapshotConfig.SweepInterval] it lists the tenant's
+// active role assignment instances, the role-assignable groups holding
+// them with their members, and the PIM-for-Groups instances of the groups
+// a Guard requires ([graphcheck.GroupWatcher]), and answers each
+// principal's roles and groups from that snapshot with no Graph request,
+// keeping every end time. Account facts and live membership checks still
+// go per principal. A failed sweep keeps the previous complete snapshot;
+// none, or one older than SweepInterval + MaxStale, fails closed. With
+// [SnapshotConfig.Store] (a [graphcheck.SnapshotStore]; redisstore
+// implements it) one replica of a fleet sweeps at a time and the others
+// read its snapshot, authenticated.
+//
 // # Metrics and traces
 //
 // A Source reports through the OpenTelemetry APIs to [Config.MeterProvider]

@@ -195,7 +195,16 @@ func New(cfg Config) (*Source, error) {
 // [graphcheck.ErrPermissionDenied] or [graphcheck.ErrLicenseRequired] (as a
 // [*graphcheck.PermissionError] naming the permission or licence), or
 // [graphcheck.ErrUnavailable]; no failure yields a State.
-func (s *Source) Lookup(ctx context.Context, p graphcheck.Principal) (_ *graphcheck.State, err error) {
+func (s *Source) Lookup(ctx context.Context, p graphcheck.Principal) (*graphcheck.State, error) {
+	return s.lookup(ctx, p, true)
+}
+
+// lookup is Lookup when pim is true. When pim is false it reads only what
+// p's Need and CheckGroups ask for, and with CheckGroups the principal's
+// PIM-for-Groups instances (which State.MemberOfGroup needs), leaving out
+// its role instances, transitive groups and their roles: what a Snapshot
+// still asks per principal.
+func (s *Source) lookup(ctx context.Context, p graphcheck.Principal, pim bool) (_ *graphcheck.State, err error) {
 	ctx, o := s.tel.start(ctx, spanLookup, lookupAttrs(p)...)
 	defer func() { o.end(err) }()
 	if err := p.Validate(); err != nil {
@@ -206,19 +215,28 @@ func (s *Source) Lookup(ctx context.Context, p graphcheck.Principal) (_ *graphch
 	oid, tenant := strings.ToLower(p.ObjectID), strings.ToLower(p.TenantID)
 
 	f := graphcheck.Facts{Principal: p}
-	own, err := s.roleInstances(ctx, oid, true, func(r []graphcheck.RoleAssignment) { f.Own = append(f.Own, r...) })
-	if err != nil {
-		return nil, err
+	var cols []*collection
+	if pim {
+		own, err := s.roleInstances(ctx, oid, true, func(r []graphcheck.RoleAssignment) { f.Own = append(f.Own, r...) })
+		if err != nil {
+			return nil, err
+		}
+		cols = append(cols, own)
 	}
-	pim, err := s.groupInstances(ctx, oid, func(m []graphcheck.GroupMembership) { f.Memberships = append(f.Memberships, m...) })
-	if err != nil {
-		return nil, err
+	if pim || p.CheckGroups.Len() > 0 {
+		groups, err := s.groupInstances(ctx, oid, func(m []graphcheck.GroupMembership) { f.Memberships = append(f.Memberships, m...) })
+		if err != nil {
+			return nil, err
+		}
+		cols = append(cols, groups)
 	}
-	memberOf, err := s.memberOf(ctx, oid, p.ServicePrincipal, func(g []graphcheck.GroupRef) { f.Groups = append(f.Groups, g...) })
-	if err != nil {
-		return nil, err
+	if pim {
+		memberOf, err := s.memberOf(ctx, oid, p.ServicePrincipal, func(g []graphcheck.GroupRef) { f.Groups = append(f.Groups, g...) })
+		if err != nil {
+			return nil, err
+		}
+		cols = append(cols, memberOf)
 	}
-	cols := []*collection{own, pim, memberOf}
 	if p.Need.Has(graphcheck.NeedAccount) {
 		acc, err := s.account(ctx, oid, p.ServicePrincipal, func(a *graphcheck.Account) { f.Account = a })
 		if err != nil {

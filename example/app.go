@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"slices"
 	"strings"
 	"time"
 
@@ -41,6 +42,10 @@ type appConfig struct {
 	// its Logger, MeterProvider and Now) and used as guard.Shared and
 	// graph.TenantLimits. An empty URL means no fleet mode.
 	fleet redisstore.Config
+	// snapshot, when set, makes newApp read PIM state through a
+	// msgraph.Snapshot over the Graph source (PIMGUARD_SOURCE_MODE=snapshot);
+	// nil: one lookup per principal.
+	snapshot *msgraph.SnapshotConfig
 }
 
 // realAppConfig maps the validated environment onto the library's configs.
@@ -64,6 +69,7 @@ func realAppConfig(cfg config) appConfig {
 		preflight:         cfg.Preflight,
 		deleteAuthContext: cfg.DeleteAuthContext,
 		now:               time.Now,
+		snapshot:          snapshotConfig(cfg, cfg.AuditorsGroup),
 	}
 	ac.guard = guardConfig(cfg)
 	return ac
@@ -72,7 +78,27 @@ func realAppConfig(cfg config) appConfig {
 func guardConfig(cfg config) middleware.GuardConfig {
 	g := middleware.GuardConfig{CacheTTL: cfg.CacheTTL, NegativeTTL: cfg.NegativeTTL, MaxStale: cfg.MaxStale,
 		AccountChecks: cfg.AccountChecks, ClaimsPolicy: cfg.ClaimsPolicy}
+	if cfg.SourceMode == sourceSnapshot {
+		// A state built from a snapshot is cached like any other, so the
+		// sweep and the cache share PIMGUARD_CACHE_TTL: a deactivation is
+		// still honoured for at most that long.
+		g.CacheTTL = cfg.CacheTTL / 2
+		g.NegativeTTL = min(g.NegativeTTL, g.CacheTTL)
+	}
 	return g
+}
+
+// snapshotConfig is the snapshot of PIMGUARD_SOURCE_MODE=snapshot, nil in
+// the default per-principal mode. It sweeps every CacheTTL / 2 (see
+// guardConfig) and reads the PIM-for-Groups instances of the group the
+// routes require (the Guard would tell an unwrapped snapshot itself; the
+// circuit breaker in front hides that hook).
+func snapshotConfig(cfg config, groups ...string) *msgraph.SnapshotConfig {
+	if cfg.SourceMode != sourceSnapshot {
+		return nil
+	}
+	return &msgraph.SnapshotConfig{SweepInterval: cfg.CacheTTL / 2, MaxStale: cfg.MaxStale,
+		Groups: slices.DeleteFunc(groups, func(g string) bool { return g == "" })}
 }
 
 // fleetConfig is cfg's fleet-mode store configuration; its URL is empty
@@ -150,11 +176,24 @@ func newApp(ctx context.Context, ac appConfig, logger *slog.Logger) (_ *app, err
 	if err != nil {
 		return nil, err
 	}
+	var pim graphcheck.Source = src
+	if ac.snapshot != nil {
+		if fleet != nil {
+			ac.snapshot.Store = fleet // one replica sweeps a tenant at a time; the others read its snapshot
+		}
+		sn, err := msgraph.NewSnapshot(src, *ac.snapshot)
+		if err != nil {
+			return nil, err
+		}
+		pim = sn
+		logger.Info("example: snapshot mode: roles and groups come from a tenant-wide snapshot of PIM state, not from a Graph lookup per principal",
+			"sweep_interval", ac.snapshot.SweepInterval.String(), "cache_ttl", ac.guard.CacheTTL.String())
+	}
 	// During a Graph outage, the lookups of each tenant fail fast (503
 	// pim_unavailable at once, one probe per cool-down) once its breaker
 	// opens, and /readyz says so.
 	// The handlers' reads of target users go through the same breakers.
-	guarded := breaker.New(src, breaker.Config{Logger: logger, MeterProvider: m.provider})
+	guarded := breaker.New(pim, breaker.Config{Logger: logger, MeterProvider: m.provider})
 	ac.guard.Source = guarded
 	ac.guard.Logger, ac.guard.Now, ac.guard.MeterProvider = logger, ac.now, m.provider
 	guard, err := middleware.NewGuard(ac.guard)

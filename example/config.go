@@ -45,7 +45,18 @@ type config struct {
 	// ("c1" to "c99") that DELETE /api/users/{id} also requires in the
 	// token's acrs claim (a step-up); empty: none.
 	DeleteAuthContext string
+	// SourceMode is how PIM state is read from Graph: sourcePrincipal
+	// (one $batch per principal per CacheTTL, the default) or
+	// sourceSnapshot (a tenant-wide snapshot swept every CacheTTL / 2,
+	// answering roles and groups without a Graph request per principal).
+	SourceMode string
 }
+
+// Values of PIMGUARD_SOURCE_MODE.
+const (
+	sourcePrincipal = "principal"
+	sourceSnapshot  = "snapshot"
+)
 
 // Demo reports whether no tenant is configured. loadConfig refuses a
 // configuration that sets any of [realModeVars] without a tenant, so Demo
@@ -87,6 +98,7 @@ var (
 		"PIMGUARD_REDIS_URL",
 		"PIMGUARD_SHARED_KEY",
 		"PIMGUARD_DELETE_AUTH_CONTEXT",
+		"PIMGUARD_SOURCE_MODE",
 	}
 )
 
@@ -193,6 +205,13 @@ func loadConfig(getenv func(string) string) (config, error) {
 	}
 	if c.DeleteAuthContext, err = authContextVar(getenv, "PIMGUARD_DELETE_AUTH_CONTEXT"); err != nil {
 		return c, err
+	}
+	switch c.SourceMode = strings.ToLower(strings.TrimSpace(getenv("PIMGUARD_SOURCE_MODE"))); c.SourceMode {
+	case "":
+		c.SourceMode = sourcePrincipal
+	case sourcePrincipal, sourceSnapshot:
+	default:
+		return c, fmt.Errorf("PIMGUARD_SOURCE_MODE: %q is neither %s nor %s", c.SourceMode, sourcePrincipal, sourceSnapshot)
 	}
 	if c.Demo() {
 		return c, nil

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"maps"
 	"net"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -62,6 +63,9 @@ func TestLoadConfig(t *testing.T) {
 		{"delete auth context upper case", map[string]string{"PIMGUARD_DELETE_AUTH_CONTEXT": "C1"}, "PIMGUARD_DELETE_AUTH_CONTEXT"},
 		{"delete auth context a policy name", map[string]string{"PIMGUARD_DELETE_AUTH_CONTEXT": "Require MFA"}, "PIMGUARD_DELETE_AUTH_CONTEXT"},
 		{"delete auth context blanks", map[string]string{"PIMGUARD_DELETE_AUTH_CONTEXT": "  "}, "PIMGUARD_DELETE_AUTH_CONTEXT"},
+		{"source mode snapshot", map[string]string{"PIMGUARD_SOURCE_MODE": " Snapshot "}, ""},
+		{"source mode principal in real mode", real(map[string]string{"PIMGUARD_SOURCE_MODE": "principal"}), ""},
+		{"source mode unknown", map[string]string{"PIMGUARD_SOURCE_MODE": "tenant"}, "PIMGUARD_SOURCE_MODE"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -83,7 +87,7 @@ func TestLoadConfigDefaults(t *testing.T) {
 	}
 	if !c.Demo() || c.CacheTTL != 30*time.Second || c.NegativeTTL != 5*time.Second || c.MaxStale != 0 ||
 		c.ClaimsPolicy != middleware.PolicyLive || c.Addr != "127.0.0.1:8080" || c.GraphURL != "https://graph.microsoft.com/v1.0" ||
-		c.AccountChecks != 0 || c.Preflight || c.DeleteAuthContext != "" {
+		c.AccountChecks != 0 || c.Preflight || c.DeleteAuthContext != "" || c.SourceMode != sourcePrincipal {
 		t.Errorf("defaults: %+v", c)
 	}
 	c, err = loadConfig(env(map[string]string{"PIMGUARD_TENANT_ID": testTenant, "PIMGUARD_AUDIENCES": "api://x"}))
@@ -122,6 +126,7 @@ var (
 		"PIMGUARD_REDIS_URL":           "redis://127.0.0.1:6379/0",
 		"PIMGUARD_SHARED_KEY":          testSharedKey,
 		"PIMGUARD_DELETE_AUTH_CONTEXT": "c1",
+		"PIMGUARD_SOURCE_MODE":         "snapshot",
 	}
 )
 
@@ -575,5 +580,36 @@ func TestRunRefusesFleetMisconfiguration(t *testing.T) {
 				}
 			})
 		}
+	}
+}
+
+// PIMGUARD_SOURCE_MODE=snapshot splits PIMGUARD_CACHE_TTL between the
+// sweep and the Guard's cache, so that a deactivation is honoured for no
+// longer than in the default mode, and reads the auditors group's PIM for
+// Groups instances; the default mode makes no snapshot.
+func TestSourceModeConfig(t *testing.T) {
+	for _, tc := range []struct {
+		mode                string
+		wantSnapshot        bool
+		wantTTL, wantNegTTL time.Duration
+	}{
+		{"", false, 40 * time.Second, 5 * time.Second},
+		{"principal", false, 40 * time.Second, 5 * time.Second},
+		{"snapshot", true, 20 * time.Second, 5 * time.Second},
+	} {
+		t.Run("mode="+tc.mode, func(t *testing.T) {
+			c, err := loadConfig(env(map[string]string{"PIMGUARD_SOURCE_MODE": tc.mode, "PIMGUARD_CACHE_TTL": "40s"}))
+			if err != nil {
+				t.Fatal(err)
+			}
+			g := guardConfig(c)
+			sn := snapshotConfig(c, "", auditorsID)
+			if g.CacheTTL != tc.wantTTL || g.NegativeTTL != tc.wantNegTTL || (sn != nil) != tc.wantSnapshot {
+				t.Fatalf("CacheTTL %v, NegativeTTL %v, snapshot %+v", g.CacheTTL, g.NegativeTTL, sn)
+			}
+			if sn != nil && (sn.SweepInterval+g.CacheTTL != c.CacheTTL || !slices.Equal(sn.Groups, []string{auditorsID})) {
+				t.Errorf("snapshot %+v with CacheTTL %v; want the sweep and the cache to share %v, and the auditors group", sn, g.CacheTTL, c.CacheTTL)
+			}
+		})
 	}
 }

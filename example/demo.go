@@ -120,6 +120,7 @@ func (d *demoTenant) appConfig(cfg config) appConfig {
 		deleteAuthContext: cfg.DeleteAuthContext,
 		now:               d.clock.Now,
 		extraRoutes:       d.controls,
+		snapshot:          snapshotConfig(cfg, auditorsID),
 	}
 	return ac
 }

@@ -90,9 +90,9 @@ func guardConfig(cfg config) middleware.GuardConfig {
 
 // snapshotConfig is the snapshot of PIMGUARD_SOURCE_MODE=snapshot, nil in
 // the default per-principal mode. It sweeps every CacheTTL / 2 (see
-// guardConfig) and reads the PIM-for-Groups instances of the group the
-// routes require (the Guard would tell an unwrapped snapshot itself; the
-// circuit breaker in front hides that hook).
+// guardConfig) and reads the PIM-for-Groups instances of groups: the
+// Guard's Require calls name theirs too (through the circuit breaker),
+// but only as routes are built.
 func snapshotConfig(cfg config, groups ...string) *msgraph.SnapshotConfig {
 	if cfg.SourceMode != sourceSnapshot {
 		return nil

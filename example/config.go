@@ -2,10 +2,8 @@ package main
 
 import (
 	"encoding"
-	"encoding/base64"
 	"errors"
 	"fmt"
-	"log/slog"
 	"net"
 	"net/url"
 	"strings"
@@ -40,7 +38,7 @@ type config struct {
 	RedisURL string
 	// SharedKey authenticates what the fleet writes to Redis; set exactly
 	// when RedisURL is.
-	SharedKey sharedKey
+	SharedKey redisstore.Key
 	// DeleteAuthContext is the Conditional Access authentication context
 	// ("c1" to "c99") that DELETE /api/users/{id} also requires in the
 	// token's acrs claim (a step-up); empty: none.
@@ -251,7 +249,7 @@ func loadConfig(getenv func(string) string) (config, error) {
 // fleetVars reads PIMGUARD_REDIS_URL and PIMGUARD_SHARED_KEY, which are
 // set together or not at all. Neither the key nor the URL's userinfo (an
 // ACL password) appears in an error: a key is described by its length.
-func fleetVars(getenv func(string) string) (string, sharedKey, error) {
+func fleetVars(getenv func(string) string) (string, redisstore.Key, error) {
 	rawURL, rawKey := getenv("PIMGUARD_REDIS_URL"), getenv("PIMGUARD_SHARED_KEY")
 	redisURL, keyText := strings.TrimSpace(rawURL), strings.TrimSpace(rawKey)
 	switch {
@@ -271,12 +269,9 @@ func fleetVars(getenv func(string) string) (string, sharedKey, error) {
 		return "", nil, fmt.Errorf("PIMGUARD_SHARED_KEY: required with PIMGUARD_REDIS_URL: at least %d random bytes in base64, "+
 			"the same on every replica (generate one with openssl rand -base64 32)", redisstore.MinKeySize)
 	}
-	key, ok := decodeBase64(keyText)
-	switch {
-	case !ok:
-		return "", nil, fmt.Errorf("PIMGUARD_SHARED_KEY: the value (%d characters) is not base64; generate one with openssl rand -base64 32", len(keyText))
-	case len(key) < redisstore.MinKeySize:
-		return "", nil, fmt.Errorf("PIMGUARD_SHARED_KEY: decodes to %d bytes; it needs at least %d random bytes (openssl rand -base64 32)", len(key), redisstore.MinKeySize)
+	key, err := redisstore.ParseKey(keyText)
+	if err != nil {
+		return "", nil, fmt.Errorf("PIMGUARD_SHARED_KEY: %v", strings.TrimPrefix(err.Error(), "redisstore: "))
 	}
 	return redisURL, key, nil
 }
@@ -296,39 +291,6 @@ func authContextVar(getenv func(string) string, name string) (string, error) {
 		return "", fmt.Errorf("%s: %.20q is not an authentication context ID (c1 to c99, as in Entra's Conditional Access)", name, v)
 	}
 	return v, nil
-}
-
-// decodeBase64 decodes s in standard base64, padded or not, or in the
-// URL-safe alphabet.
-func decodeBase64(s string) ([]byte, bool) {
-	for _, enc := range []*base64.Encoding{base64.StdEncoding, base64.RawStdEncoding, base64.URLEncoding, base64.RawURLEncoding} {
-		if b, err := enc.DecodeString(s); err == nil {
-			return b, true
-		}
-	}
-	return nil, false
-}
-
-// sharedKey is the fleet's HMAC key. It prints, logs and marshals as its
-// length only, so that a config printed whole (%+v, a test failure, a log
-// attribute, JSON) never shows it.
-type sharedKey []byte
-
-// Format writes the key's length, whatever the verb.
-func (k sharedKey) Format(f fmt.State, _ rune) { fmt.Fprint(f, k.describe()) }
-
-// LogValue is the key's length.
-func (k sharedKey) LogValue() slog.Value { return slog.StringValue(k.describe()) }
-
-// MarshalText is the key's length: encoding/json would otherwise write the
-// key in base64.
-func (k sharedKey) MarshalText() ([]byte, error) { return []byte(k.describe()), nil }
-
-func (k sharedKey) describe() string {
-	if k == nil {
-		return "[no key]"
-	}
-	return fmt.Sprintf("[%d-byte key]", len(k))
 }
 
 // unmarshalVar reads the variable name into v with v's UnmarshalText, the

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/pimguard/pimguard/middleware"
+	"github.com/pimguard/pimguard/redisstore"
 )
 
 func env(kv map[string]string) func(string) string { return func(k string) string { return kv[k] } }
@@ -532,7 +533,7 @@ func TestLoadConfigFleet(t *testing.T) {
 
 // TestSharedKeyNeverPrinted: the decoded key prints and logs as its length.
 func TestSharedKeyNeverPrinted(t *testing.T) {
-	k := sharedKey("0123456789abcdef0123456789abcdef")
+	k := redisstore.Key("0123456789abcdef0123456789abcdef")
 	var logged bytes.Buffer
 	slog.New(slog.NewJSONHandler(&logged, nil)).Info("config", "key", k, "config", config{SharedKey: k})
 	for _, out := range []string{fmt.Sprint(k), fmt.Sprintf("%q", k), fmt.Sprintf("%x", k), fmt.Sprintf("%#v", config{SharedKey: k}), logged.String()} {
@@ -557,7 +558,7 @@ func TestRunRefusesFleetMisconfiguration(t *testing.T) {
 		want           string
 	}{
 		{"URL without key", "redis://127.0.0.1:6379/0", "", "example: configuration: PIMGUARD_SHARED_KEY: required with PIMGUARD_REDIS_URL"},
-		{"short key", "redis://127.0.0.1:6379/0", testShortKey, "example: configuration: PIMGUARD_SHARED_KEY: decodes to 31 bytes"},
+		{"short key", "redis://127.0.0.1:6379/0", testShortKey, "example: configuration: PIMGUARD_SHARED_KEY: the key decodes to 31 bytes"},
 		{"bad base64", "redis://127.0.0.1:6379/0", testNotBase64, "example: configuration: PIMGUARD_SHARED_KEY: the value (22 characters) is not base64"},
 		{"key without URL", "", testSharedKey, "example: configuration: PIMGUARD_SHARED_KEY is set but PIMGUARD_REDIS_URL is not"},
 		{"URL of another scheme", "https://u:" + testRedisPassword + "@127.0.0.1/", testSharedKey, "example: configuration: PIMGUARD_REDIS_URL: "},

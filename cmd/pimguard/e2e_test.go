@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -280,5 +281,39 @@ func TestProxyCommand(t *testing.T) {
 	}
 	if resp, body = send(t, "GET", "http://"+admin+"/metrics", "", nil); resp.StatusCode != 200 || !strings.Contains(body, "pimguard_decisions") {
 		t.Fatalf("admin /metrics: %d, lacks pimguard_decisions", resp.StatusCode)
+	}
+}
+
+// TestServeSnapshotMode: with graph.source snapshot, the first decision
+// sweeps the tenant and later callers' roles come from the snapshot, with
+// no Graph request per caller.
+func TestServeSnapshotMode(t *testing.T) {
+	e := newE2E(t, "graph: {url: {{GRAPH}}, auth: none, source: snapshot}\ncache: {ttl: 10m, negative-ttl: 10m}\n")
+	u, err := url.Parse(e.tenant.GraphURL())
+	must(t, err)
+	ask := func(oid string) int {
+		req, _ := http.NewRequest("GET", "http://"+e.pgAddr+"/auth", nil)
+		req.Header.Set("X-Original-Method", "POST")
+		req.Header.Set("X-Original-URI", "/api/users/1/reset-password")
+		req.Header.Set("Authorization", e.token(oid))
+		resp, err := http.DefaultClient.Do(req)
+		must(t, err)
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	if got := ask(janeOID); got != 200 {
+		t.Fatalf("jane: %d", got)
+	}
+	swept := e.tenant.CountRequests(u.Path)
+	if swept == 0 {
+		t.Fatal("no Graph request for the sweep")
+	}
+	for oid, want := range map[string]int{leeOID: 200, bobOID: 403} {
+		if got := ask(oid); got != want {
+			t.Fatalf("%s: %d, want %d", oid, got, want)
+		}
+	}
+	if n := e.tenant.CountRequests(u.Path); n != swept {
+		t.Fatalf("%d Graph requests for two more callers, want 0 (snapshot mode)", n-swept)
 	}
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"log/slog"
@@ -8,6 +9,7 @@ import (
 
 	"github.com/pimguard/pimguard/cmd/pimguard/internal/config"
 	"github.com/pimguard/pimguard/forwardauth"
+	"github.com/pimguard/pimguard/graphcheck"
 	"github.com/pimguard/pimguard/graphcheck/breaker"
 	"github.com/pimguard/pimguard/graphcheck/msgraph"
 	"github.com/pimguard/pimguard/internal/prommetrics"
@@ -75,9 +77,21 @@ func newStack(ctx context.Context, f *config.File, logger *slog.Logger) (_ *stac
 	if s.source, err = msgraph.New(gc); err != nil {
 		return nil, err
 	}
+	var pim graphcheck.Source = s.source
+	if f.GraphSource == "snapshot" {
+		sc := snapshotConfig(f, &guard)
+		if s.fleet != nil {
+			sc.Store = s.fleet // one replica sweeps a tenant at a time; the others read its snapshot
+		}
+		if pim, err = msgraph.NewSnapshot(s.source, sc); err != nil {
+			return nil, err
+		}
+		logger.Info("pimguard: snapshot mode: roles and groups come from a tenant-wide snapshot of PIM state",
+			"sweep_interval", sc.SweepInterval.String(), "cache_ttl", guard.CacheTTL.String())
+	}
 	// During a Graph outage each tenant's lookups fail fast (503
 	// pim_unavailable) once its breaker opens, and /readyz says so.
-	guard.Source = breaker.New(s.source, breaker.Config{Logger: logger, MeterProvider: m.Provider})
+	guard.Source = breaker.New(pim, breaker.Config{Logger: logger, MeterProvider: m.Provider})
 	if s.guard, err = middleware.NewGuard(guard); err != nil {
 		return nil, err
 	}
@@ -87,6 +101,21 @@ func newStack(ctx context.Context, f *config.File, logger *slog.Logger) (_ *stac
 		return nil, err
 	}
 	return s, nil
+}
+
+// snapshotConfig is the snapshot of graph.source: snapshot. A state built
+// from a snapshot is cached like any other, so a deactivation can go
+// unseen for the sweep interval plus the cache TTL: without
+// graph.sweep-interval the two share cache.ttl (half each), keeping the
+// promise cache.ttl makes in the default mode. It adjusts g's TTLs.
+func snapshotConfig(f *config.File, g *middleware.GuardConfig) msgraph.SnapshotConfig {
+	sweep := f.SweepInterval
+	if sweep == 0 {
+		ttl := cmp.Or(f.CacheTTL, middleware.DefaultStateTTL)
+		sweep, g.CacheTTL = ttl/2, ttl/2
+		g.NegativeTTL = min(cmp.Or(g.NegativeTTL, middleware.DefaultNegativeStateTTL), g.CacheTTL)
+	}
+	return msgraph.SnapshotConfig{SweepInterval: sweep, MaxStale: f.MaxStale}
 }
 
 // Close stops the Authenticator's background work and, in fleet mode,

@@ -66,11 +66,15 @@ type e2e struct {
 }
 
 // newE2E starts it all, with extra (YAML) added to the configuration; the
-// cache TTLs are 1 s unless extra sets cache:.
+// cache TTLs are 1 s unless extra sets cache:, and Graph is the fake
+// tenant's unless extra sets graph: ({{GRAPH}} stands for its URL).
 func newE2E(t *testing.T, extra string) *e2e {
 	t.Helper()
 	if !strings.Contains(extra, "cache:") {
 		extra += "cache: {ttl: 1s, negative-ttl: 1s}\n"
+	}
+	if !strings.Contains(extra, "graph:") {
+		extra += "graph: {url: {{GRAPH}}, auth: none}\n"
 	}
 	e := &e2e{tenant: graphtest.NewServer(graphtest.Options{Clock: graphtest.NewLiveClock()}), upstream: &recorder{}, stderr: &syncio.Buffer{}}
 	t.Cleanup(e.tenant.Close)
@@ -90,9 +94,8 @@ func newE2E(t *testing.T, extra string) *e2e {
 	yaml := fmt.Sprintf(`tenant: %s
 audiences: [%s]
 authority: %s
-graph: {url: %s, auth: none}
 listen: %s
-%s%s`, graphtest.TenantID, graphtest.APIClientID, e.tenant.URL, e.tenant.GraphURL(), e.pgAddr, extra, testRules)
+%s%s`, graphtest.TenantID, graphtest.APIClientID, e.tenant.URL, e.pgAddr, strings.ReplaceAll(extra, "{{GRAPH}}", e.tenant.GraphURL()), testRules)
 	must(t, os.WriteFile(e.config, []byte(yaml), 0o600))
 
 	startRun(t, e.stderr, "http://"+e.pgAddr+"/readyz", "serve", "-config", e.config)

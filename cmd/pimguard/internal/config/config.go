@@ -52,6 +52,11 @@ type File struct {
 
 	GraphURL  string // graph.url
 	GraphAuth string // graph.auth: "azure" (DefaultAzureCredential) or "none" (loopback URL only)
+	// GraphSource is graph.source: "principal" (a Graph lookup per
+	// principal, the default) or "snapshot" (a tenant-wide snapshot swept
+	// every SweepInterval: Graph cost independent of the number of callers).
+	GraphSource   string
+	SweepInterval time.Duration // graph.sweep-interval; 0: half of cache.ttl, the cache taking the other half
 
 	CacheTTL    time.Duration // cache.ttl; 0 for middleware's default
 	NegativeTTL time.Duration // cache.negative-ttl
@@ -109,7 +114,7 @@ func Parse(name string, data []byte, getenv func(string) string) (*File, error) 
 	if getenv == nil {
 		getenv = os.Getenv
 	}
-	p := &parser{file: &File{Path: name, GraphURL: DefaultGraphURL, GraphAuth: "azure", Listen: DefaultListen}, name: name, getenv: getenv}
+	p := &parser{file: &File{Path: name, GraphURL: DefaultGraphURL, GraphAuth: "azure", GraphSource: "principal", Listen: DefaultListen}, name: name, getenv: getenv}
 	var doc yaml.Node
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	if err := dec.Decode(&doc); err != nil {
@@ -238,6 +243,15 @@ func (p *parser) top(n *yaml.Node) {
 						f.GraphAuth = s
 					}
 				},
+				"source": func(v *yaml.Node) {
+					if s, ok := p.scalar(v, "graph.source"); ok {
+						if s != "principal" && s != "snapshot" {
+							p.errorf(v, "graph.source %q is neither principal (a Graph lookup per caller) nor snapshot (a tenant-wide snapshot per sweep interval)", s)
+						}
+						f.GraphSource = s
+					}
+				},
+				"sweep-interval": func(v *yaml.Node) { f.SweepInterval = p.duration(v, "graph.sweep-interval") },
 			})
 		},
 		"cache": func(v *yaml.Node) {
@@ -316,6 +330,9 @@ func (p *parser) top(n *yaml.Node) {
 		p.errs = append(p.errs, &Error{File: p.name, Err: fmt.Errorf("fleet mode needs a shared key: set %s or fleet.shared-key-file (openssl rand -base64 32, the same on every replica)", EnvSharedKey)})
 	case f.RedisURL == "" && f.SharedKey != nil:
 		p.errs = append(p.errs, &Error{File: p.name, Err: fmt.Errorf("a shared key is set but no Redis URL: set fleet.redis-url or %s, or remove the key", EnvRedisURL)})
+	}
+	if f.SweepInterval != 0 && f.GraphSource != "snapshot" {
+		p.errs = append(p.errs, &Error{File: p.name, Err: errors.New("graph.sweep-interval is set but graph.source is not snapshot")})
 	}
 	if f.GraphAuth == "none" {
 		if u, err := url.Parse(f.GraphURL); err != nil || !graphcheck.IsLoopbackHost(u.Hostname()) {

@@ -76,6 +76,8 @@ func TestParseErrors(t *testing.T) {
 		{"unreachable rule", base + "  - match: \"GET /api/me\"\n    require: public\n", nil, []string{"6:12: rule 2, pattern \"GET /api/me\": unreachable: \"GET /api/me\" of rule \"GET /api/me\", tried first"}},
 		{"unreachable in a list", base + "  - match: [\"GET /a\", \"GET /api/me\"]\n    require: public\n", nil, []string{"6:23: rule 2, pattern \"GET /api/me\": unreachable"}},
 		{"bad pattern", base + "  - match: \"GET /a/{x\"\n    require: public\n", nil, []string{"6:12: rule 2, pattern \"GET /a/{x\": parsing \"GET /a/{x\": at offset 7: bad wildcard segment"}},
+		{"bad graph source", base + "graph: {source: cache}\n", nil, []string{"6:17: graph.source \"cache\" is neither principal"}},
+		{"sweep interval without snapshot", base + "graph: {sweep-interval: 15s}\n", nil, []string{"graph.sweep-interval is set but graph.source is not snapshot"}},
 		{"bad duration", base + "cache: {ttl: 30}\n", nil, []string{"6:14: cache.ttl \"30\" is not a positive duration"}},
 		{"bad account check", base + "account-checks: [enabled, mfa]\n", nil, []string{"6:17: account-checks: unknown account check \"mfa\""}},
 		{"graph auth none off loopback", base + "graph: {url: https://graph.microsoft.com/v1.0, auth: none}\n", nil, []string{"graph.auth none sends Graph requests without a token"}},

@@ -13,6 +13,7 @@ import (
 	"github.com/microsoftgraph/msgraph-sdk-go/groups"
 	"github.com/microsoftgraph/msgraph-sdk-go/identitygovernance"
 	"github.com/microsoftgraph/msgraph-sdk-go/rolemanagement"
+	"go.opentelemetry.io/otel/metric"
 
 	"github.com/pimguard/pimguard/cache"
 	"github.com/pimguard/pimguard/graphcheck"
@@ -149,6 +150,8 @@ type Snapshot struct {
 	reread          map[string]*rereadState // Principal.Key → its state read per principal after the purge
 	failing         map[string]bool         // tenants whose last sweep failed (one log line per outage)
 	refreshing      map[string]bool         // tenants with a sweep started ahead of time running
+
+	sweeps metric.Int64Counter // pimguard.snapshot.sweeps (snapshot_metrics.go)
 }
 
 // purge is when a principal was purged: the epoch it started, and the
@@ -217,6 +220,9 @@ func NewSnapshot(src *Source, cfg SnapshotConfig) (*Snapshot, error) {
 		sn.watched[strings.ToLower(id)] = true
 	}
 	sn.cfg.Groups = slices.Sorted(maps.Keys(sn.watched))
+	if err := sn.initMetrics(); err != nil {
+		return nil, err
+	}
 	return sn, nil
 }
 
@@ -489,6 +495,7 @@ func (sn *Snapshot) sweep(ctx context.Context, tenant string) (*snapshot, error)
 		if sn.cfg.Store != nil {
 			var snap *snapshot
 			if snap, share = sn.shared(ctx, tenant); snap != nil {
+				sn.countSweep(ctx, "shared", nil)
 				sn.mu.Lock()
 				defer sn.mu.Unlock()
 				sn.publish(snap)
@@ -500,6 +507,7 @@ func (sn *Snapshot) sweep(ctx context.Context, tenant string) (*snapshot, error)
 		sn.mu.Unlock()
 		snap, err := sn.read(withPace(ctx), tenant, sn.watchedGroups())
 		share(snap)
+		sn.countSweep(ctx, "graph", err)
 		sn.mu.Lock()
 		defer sn.mu.Unlock()
 		log := sn.src.cfg.Logger

@@ -16,7 +16,7 @@ import (
 // Instrument is one instrument's collected data: its kind, unit, and value
 // per attribute set (attribute.DefaultEncoder's "k=v,k=v", "" for none).
 type Instrument struct {
-	Kind   string // "counter" (monotonic cumulative sum) or "gauge"
+	Kind   string // "counter" (monotonic cumulative sum), "gauge" or "histogram" (its points are counts)
 	Unit   string
 	Points map[string]int64
 }
@@ -48,6 +48,11 @@ func Collect(t testing.TB, r sdkmetric.Reader) map[string]Instrument {
 				c.Kind, dps = "counter", d.DataPoints
 			case metricdata.Gauge[int64]:
 				c.Kind, dps = "gauge", d.DataPoints
+			case metricdata.Histogram[float64]:
+				c.Kind = "histogram"
+				for _, dp := range d.DataPoints {
+					dps = append(dps, metricdata.DataPoint[int64]{Attributes: dp.Attributes, Value: int64(dp.Count)})
+				}
 			default:
 				t.Fatalf("%s: unexpected data %T", m.Name, m.Data)
 			}

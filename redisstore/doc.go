@@ -1,7 +1,10 @@
 // Package redisstore makes a fleet of pimguard replicas act as one, on
 // Redis: a [cache.Shared] tier for middleware.Guard's state cache
-// (GuardConfig.Shared) and a [graphcheck.TenantLimits] for
-// graphcheck/msgraph (Config.TenantLimits). It is a leaf package, the only
+// (GuardConfig.Shared), a [graphcheck.TenantLimits] for
+// graphcheck/msgraph (Config.TenantLimits), and a
+// [graphcheck.SnapshotStore] for msgraph's snapshot mode
+// (SnapshotConfig.Store: one replica sweeps a tenant at a time, under a
+// lease, and the others read its sealed snapshot). It is a leaf package, the only
 // one that imports a Redis client (github.com/redis/go-redis/v9), so that
 // middleware and cache build without it.
 //

@@ -559,7 +559,7 @@ func TestRunRefusesFleetMisconfiguration(t *testing.T) {
 	}{
 		{"URL without key", "redis://127.0.0.1:6379/0", "", "example: configuration: PIMGUARD_SHARED_KEY: required with PIMGUARD_REDIS_URL"},
 		{"short key", "redis://127.0.0.1:6379/0", testShortKey, "example: configuration: PIMGUARD_SHARED_KEY: the key decodes to 31 bytes"},
-		{"bad base64", "redis://127.0.0.1:6379/0", testNotBase64, "example: configuration: PIMGUARD_SHARED_KEY: the value (22 characters) is not base64"},
+		{"bad base64", "redis://127.0.0.1:6379/0", testNotBase64, "example: configuration: PIMGUARD_SHARED_KEY: the key (22 characters) is not base64"},
 		{"key without URL", "", testSharedKey, "example: configuration: PIMGUARD_SHARED_KEY is set but PIMGUARD_REDIS_URL is not"},
 		{"URL of another scheme", "https://u:" + testRedisPassword + "@127.0.0.1/", testSharedKey, "example: configuration: PIMGUARD_REDIS_URL: "},
 	}

@@ -9,10 +9,17 @@ import (
 	"strings"
 )
 
+// isPimguardHeader reports whether name is one of pimguard's headers, also
+// when written with underscores (X_Pimguard_Object_Id), which servers that
+// map header names CGI-style (HTTP_X_PIMGUARD_OBJECT_ID) read as the same.
+func isPimguardHeader(name string) bool {
+	return len(name) >= len(HeaderPrefix) && strings.EqualFold(strings.ReplaceAll(name[:len(HeaderPrefix)], "_", "-"), HeaderPrefix)
+}
+
 // Proxy returns a reverse proxy to upstream that applies the Server's
 // rules itself, for a service with no proxy in front: an allowed request
 // is forwarded with the identity headers set (client-sent X-Pimguard-*
-// headers are always removed first, so the upstream can trust them) and
+// headers, also spelt with underscores, are always removed first, so the upstream can trust them) and
 // X-Forwarded-For, -Host and -Proto; a refused one is answered as
 // [Server.ForwardAuth] answers it and never reaches upstream. The request
 // path is matched as received: the proxy forwards it unchanged.
@@ -27,7 +34,7 @@ func (s *Server) Proxy(upstream *url.URL) (http.Handler, error) {
 				pr.SetURL(upstream)
 				pr.SetXForwarded()
 				for name := range pr.Out.Header {
-					if strings.HasPrefix(name, HeaderPrefix) {
+					if isPimguardHeader(name) {
 						delete(pr.Out.Header, name)
 					}
 				}

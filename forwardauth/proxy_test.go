@@ -4,6 +4,8 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"slices"
+	"strings"
 	"sync"
 	"testing"
 
@@ -69,6 +71,7 @@ func TestProxy(t *testing.T) {
 			req.Header.Set(forwardauth.HeaderObjectID, "00000000-0000-0000-0000-000000000bad")
 			req.Header.Set(forwardauth.HeaderRoles, "62e90394-69f5-4237-9190-012177145e10")
 			req.Header.Set("X-Pimguard-Anything", "forged")
+			req.Header["X_Pimguard_Object_Id"] = []string{"00000000-0000-0000-0000-000000000bad"} // HTTP_X_PIMGUARD_OBJECT_ID to CGI-style servers
 			resp, err := http.DefaultClient.Do(req)
 			must(t, err)
 			resp.Body.Close()
@@ -91,8 +94,11 @@ func TestProxy(t *testing.T) {
 			if v := got.Header.Get(forwardauth.HeaderRule); v != tc.rule {
 				t.Errorf("rule %q upstream, want %q", v, tc.rule)
 			}
-			if v := got.Header.Get("X-Pimguard-Anything"); v != "" {
-				t.Errorf("a client-sent X-Pimguard- header reached the upstream: %q", v)
+			for name, v := range got.Header {
+				if n := strings.ToLower(strings.ReplaceAll(name, "_", "-")); strings.HasPrefix(n, "x-pimguard-") &&
+					(strings.Contains(n, "anything") || slices.Contains(v, "00000000-0000-0000-0000-000000000bad")) {
+					t.Errorf("a client-sent pimguard header reached the upstream: %s: %q", name, v)
+				}
 			}
 			if tc.object == "" && got.Header.Get(forwardauth.HeaderRoles) != "" {
 				t.Errorf("forged roles reached the upstream")

@@ -141,6 +141,9 @@ func compile(rules []Rule) ([]*compiledRule, error) {
 		for _, p := range r.Patterns {
 			mux, err := newPatternMux(p)
 			if err == nil {
+				err = checkPatternForm(p)
+			}
+			if err == nil {
 				var probes []*http.Request
 				if probes, err = probesFor(p); err == nil {
 					for _, e := range seen {
@@ -173,6 +176,30 @@ func newPatternMux(pattern string) (mux *http.ServeMux, err error) {
 	mux = http.NewServeMux()
 	mux.Handle(pattern, matchedHandler)
 	return mux, nil
+}
+
+// checkPatternForm refuses what ServeMux accepts but no request could
+// match once [Server.match] has made it canonical: a method not in upper
+// case, a host in upper case, with a trailing dot, or with a port (a
+// request's port is never compared).
+func checkPatternForm(pattern string) error {
+	rest := pattern
+	if method, after, ok := strings.Cut(pattern, " "); ok {
+		if method != strings.ToUpper(method) {
+			return fmt.Errorf("method %q must be upper case: requests in other cases match no rule", method)
+		}
+		rest = strings.TrimLeft(after, " \t")
+	}
+	host, _, _ := strings.Cut(rest, "/")
+	switch {
+	case host != strings.ToLower(host):
+		return fmt.Errorf("host %q must be lower case: hosts are compared in lower case", host)
+	case strings.HasSuffix(host, "."):
+		return fmt.Errorf("host %q must not end with a dot", host)
+	case strings.Contains(host, ":"):
+		return fmt.Errorf("host %q must not name a port: a request's port is not compared", host)
+	}
+	return nil
 }
 
 // matches reports whether mux's pattern matches r.

@@ -226,12 +226,18 @@ func (s *Server) decide(w http.ResponseWriter, r *http.Request, handlers []http.
 	handlers[i].ServeHTTP(w, r)
 }
 
-// match returns the index of the first rule that matches r, or -1. A path
-// that is not clean (., .., //), or that encodes a slash or backslash,
-// matches no rule: a service behind the proxy might read it as another path.
+// match returns the index of the first rule that matches r, or -1. A
+// request the service behind the proxy might read differently from the
+// rules matches no rule (see [ambiguous]); the host is compared in lower
+// case without a trailing dot, as DNS names are.
 func (s *Server) match(r *http.Request) int {
-	if ambiguousPath(r.URL) {
+	if ambiguous(r) {
 		return -1
+	}
+	if h := canonicalHost(r.Host); h != r.Host {
+		r2 := *r
+		r2.Host = h
+		r = &r2
 	}
 	for i, ru := range s.rules {
 		for _, mux := range ru.muxes {
@@ -241,6 +247,16 @@ func (s *Server) match(r *http.Request) int {
 		}
 	}
 	return -1
+}
+
+// canonicalHost is host (with an optional port) in lower case and without
+// a trailing dot.
+func canonicalHost(host string) string {
+	name, port := host, ""
+	if i := strings.LastIndexByte(host, ':'); i >= 0 && !strings.Contains(host[i:], "]") {
+		name, port = host[:i], host[i:]
+	}
+	return strings.ToLower(strings.TrimSuffix(name, ".")) + port
 }
 
 // Match returns the rule that decides r (its method, Host and URL path),
@@ -261,9 +277,40 @@ func (s *Server) Rules() []Rule {
 	return out
 }
 
-func ambiguousPath(u *url.URL) bool {
-	raw := strings.ToLower(u.EscapedPath())
-	return strings.Contains(raw, "%2f") || strings.Contains(raw, "%5c") || strings.Contains(u.Path, `\`)
+// ambiguous reports whether r could mean another request to the service
+// behind the proxy than the one the rules would match, which no rule may
+// then allow:
+//   - a method that is not upper case: ServeMux compares methods exactly,
+//     while many frameworks upper-case them (a "post" would skip a POST
+//     rule for a broader one); and CONNECT, whose path ServeMux never cleans;
+//   - a path that is not clean once decoded: a "." or ".." segment (also
+//     %2e-encoded, or with ;parameters, which Tomcat and Jetty strip), an
+//     empty segment ("//"), an encoded slash or a backslash (read as a
+//     separator by some servers), a "#", or a control character.
+func ambiguous(r *http.Request) bool {
+	if r.Method != strings.ToUpper(r.Method) || r.Method == http.MethodConnect {
+		return true
+	}
+	raw := strings.ToLower(r.URL.EscapedPath())
+	if strings.Contains(raw, "%2f") || strings.Contains(raw, "%5c") {
+		return true
+	}
+	p := r.URL.Path
+	if !strings.HasPrefix(p, "/") || strings.ContainsAny(p, "\\#") || strings.Contains(p, "//") {
+		return true
+	}
+	for i := 0; i < len(p); i++ {
+		if p[i] < 0x20 || p[i] == 0x7f {
+			return true
+		}
+	}
+	for seg := range strings.SplitSeq(p[1:], "/") {
+		seg, _, _ = strings.Cut(seg, ";")
+		if seg == "." || seg == ".." {
+			return true
+		}
+	}
+	return false
 }
 
 func (s *Server) reject(w http.ResponseWriter, r *http.Request, rej *middleware.Rejection) {
@@ -317,6 +364,11 @@ func forwardedRequest(r *http.Request) (*http.Request, error) {
 	}
 	if len(uri) != 1 {
 		return nil, errors.New("the original URI is given more than once")
+	}
+	for _, name := range []string{headerOriginalMethod, headerOriginalHost, headerForwardedMethod, headerForwardedHost} {
+		if len(h.Values(name)) > 1 {
+			return nil, fmt.Errorf("%s is given more than once", name)
+		}
 	}
 	if method == "" || !validMethod(method) {
 		return nil, fmt.Errorf("original method %.20q is missing or not a token", method)

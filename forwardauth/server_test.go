@@ -190,7 +190,9 @@ func TestMatchByHost(t *testing.T) {
 		{Name: "admin host", Patterns: []string{"admin.contoso.example/"}, Require: middleware.Role(helpdesk)},
 		{Name: "rest", Patterns: []string{"/"}, Access: forwardauth.AccessPublic},
 	})
-	for host, want := range map[string]string{"admin.contoso.example": "admin host", "admin.contoso.example:8443": "admin host", "www.contoso.example": "rest", "": "rest"} {
+	for host, want := range map[string]string{"admin.contoso.example": "admin host", "admin.contoso.example:8443": "admin host",
+		"Admin.Contoso.EXAMPLE": "admin host", "admin.contoso.example.": "admin host", "admin.contoso.example.:443": "admin host",
+		"www.contoso.example": "rest", "": "rest"} {
 		r := httptest.NewRequest("GET", "/x", nil)
 		r.Host = host
 		rule, ok := s.server.Match(r)
@@ -204,6 +206,51 @@ func TestMatchByHost(t *testing.T) {
 	req.Header.Set("X-Forwarded-Host", "admin.contoso.example")
 	if w := do(s.server, req); w.Code != 401 {
 		t.Errorf("admin host without a token: %d, want 401", w.Code)
+	}
+}
+
+// A request the service behind might read as another request than the one
+// the rules see matches no rule, even with a catch-all rule last: dot
+// segments however encoded, methods not in upper case, CONNECT.
+func TestAmbiguousRequestsMatchNoRule(t *testing.T) {
+	s := newStack(t, append(testRules()[:4:4], forwardauth.Rule{Name: "fallback", Patterns: []string{"/"}, Access: forwardauth.AccessPublic}))
+	tests := []struct {
+		method, uri string
+		rule        string // "" for no rule
+	}{
+		{"GET", "/anything", "fallback"},
+		{"POST", "/api/users/1/reset-password", "reset-password"},
+		{"post", "/api/users/1/reset-password", ""},
+		{"Post", "/api/users/1/reset-password", ""},
+		{"CONNECT", "/static/x", ""},
+		{"GET", "/static/%2e%2e/api/audit", ""},
+		{"GET", "/static/.%2E/api/audit", ""},
+		{"GET", "/static/%2e/x", ""},
+		{"GET", "/static/..;/api/audit", ""},
+		{"GET", "/static/..;jsessionid=1/api/audit", ""},
+		{"GET", "/static/x;y", "health"},
+		{"GET", "/static/%23/x", ""},
+		{"GET", "/static/%00/x", ""},
+		{"GET", "/static/%5Capi", ""},
+		{"GET", "/static/a%2Fb", ""},
+		{"GET", "/static/%252F", "health"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.method+" "+tc.uri, func(t *testing.T) {
+			rule, _ := s.server.Match(httptest.NewRequest(tc.method, tc.uri, nil))
+			if rule.Name != tc.rule {
+				t.Fatalf("rule %q, want %q", rule.Name, tc.rule)
+			}
+			if tc.rule != "" {
+				return
+			}
+			// Through forward auth: 403 no_rule, before any token is asked for.
+			req := httptest.NewRequest(http.MethodGet, "/auth", nil)
+			req.Header = nginxHeaders(tc.method, tc.uri)
+			if w := do(s.server, req); w.Code != 403 || w.Header().Get(forwardauth.HeaderError) != forwardauth.CodeNoRule {
+				t.Fatalf("forward auth: %d %q, want 403 no_rule", w.Code, w.Header().Get(forwardauth.HeaderError))
+			}
+		})
 	}
 }
 

@@ -11,6 +11,10 @@ import (
 	"strings"
 	"time"
 
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/metric"
+
 	"github.com/pimguard/pimguard/middleware"
 )
 
@@ -86,13 +90,19 @@ type Config struct {
 	// Now is the instant at which X-Pimguard-Roles lists active roles.
 	// Default time.Now; give it the Guard's clock.
 	Now func() time.Time
+	// MeterProvider receives pimguard.forwardauth.refusals, one count per
+	// request the Server refused itself, by code (no_rule,
+	// forward_request_invalid); the Guard and the Authenticator count
+	// their own. Default (nil) otel.GetMeterProvider().
+	MeterProvider metric.MeterProvider
 }
 
 // Server decides requests that a proxy in front of another service asks
 // about, with the rules of [Config.Rules]. It is safe for concurrent use.
 type Server struct {
-	cfg   Config
-	rules []*compiledRule
+	cfg      Config
+	rules    []*compiledRule
+	refusals metric.Int64Counter
 	// allow answers each rule's allowed requests in forward-auth mode.
 	allow []http.Handler
 }
@@ -122,6 +132,14 @@ func New(cfg Config) (*Server, error) {
 		return nil, err
 	}
 	s := &Server{cfg: cfg, rules: rules}
+	mp := cfg.MeterProvider
+	if mp == nil {
+		mp = otel.GetMeterProvider()
+	}
+	if s.refusals, err = mp.Meter("github.com/pimguard/pimguard/forwardauth").Int64Counter("pimguard.forwardauth.refusals",
+		metric.WithUnit("{request}"), metric.WithDescription("Requests the forward-auth server refused itself, by code: no_rule (no rule matches), forward_request_invalid (the proxy did not describe the request).")); err != nil {
+		return nil, fmt.Errorf("forwardauth: Config.MeterProvider: creating pimguard.forwardauth.refusals: %w", err)
+	}
 	s.allow = make([]http.Handler, len(rules))
 	for i, ru := range rules {
 		s.allow[i] = s.chain(ru, s.answerAllowed(ru))
@@ -314,6 +332,7 @@ func ambiguous(r *http.Request) bool {
 }
 
 func (s *Server) reject(w http.ResponseWriter, r *http.Request, rej *middleware.Rejection) {
+	s.refusals.Add(r.Context(), 1, metric.WithAttributes(attribute.String("code", rej.Code)))
 	s.cfg.ErrorWriter(w, r, rej)
 }
 

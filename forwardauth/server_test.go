@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/pimguard/pimguard/forwardauth"
+	"github.com/pimguard/pimguard/internal/metrictest"
 	"github.com/pimguard/pimguard/middleware"
 )
 
@@ -263,4 +264,20 @@ func TestRuleNamesDefault(t *testing.T) {
 	if got, want := strings.Join(names, "|"), "reset-password|GET /api/audit|me|health"; got != want {
 		t.Errorf("names %q, want %q", got, want)
 	}
+}
+
+// The Server counts the refusals it makes itself; the Guard's and the
+// Authenticator's are theirs.
+func TestRefusalsCounted(t *testing.T) {
+	s := newStack(t, testRules())
+	for _, h := range []http.Header{nginxHeaders("GET", "/nowhere"), nginxHeaders("get", "/healthz"), {}, nginxHeaders("GET", "/healthz"),
+		nginxHeaders("POST", "/api/users/1/reset-password")} {
+		req := httptest.NewRequest(http.MethodGet, "/auth", nil)
+		req.Header = h
+		do(s.server, req)
+	}
+	metrictest.Expect(t, s.metrics, map[string]metrictest.Instrument{
+		"pimguard.forwardauth.refusals": {Kind: "counter", Unit: "{request}", Points: map[string]int64{
+			"code=" + forwardauth.CodeNoRule: 2, "code=" + forwardauth.CodeForwardRequestInvalid: 1}},
+	})
 }

@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
+
 	"github.com/pimguard/pimguard/forwardauth"
 	"github.com/pimguard/pimguard/graphcheck"
 	"github.com/pimguard/pimguard/graphcheck/graphtest"
@@ -32,6 +34,8 @@ type stack struct {
 	guard  *middleware.Guard
 	// outage makes every lookup fail as a Graph outage.
 	outage atomic.Bool
+	// metrics reads what the Server recorded.
+	metrics *sdkmetric.ManualReader
 }
 
 // testRules are the rules of the example configuration.
@@ -76,8 +80,11 @@ func newStack(t *testing.T, rules []forwardauth.Rule) *stack {
 	})
 	must(t, err)
 	s.guard = guard
+	s.metrics = sdkmetric.NewManualReader()
+	mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(s.metrics))
+	t.Cleanup(func() { _ = mp.Shutdown(context.Background()) })
 	s.server, err = forwardauth.New(forwardauth.Config{Rules: rules, Authenticator: auth, Guard: guard,
-		Logger: discard, Now: s.clock.Now})
+		Logger: discard, Now: s.clock.Now, MeterProvider: mp})
 	must(t, err)
 	return s
 }

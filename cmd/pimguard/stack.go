@@ -96,7 +96,7 @@ func newStack(ctx context.Context, f *config.File, logger *slog.Logger) (_ *stac
 		return nil, err
 	}
 	s.server, err = forwardauth.New(forwardauth.Config{Rules: f.Rules, Authenticator: s.auth, Guard: s.guard,
-		EnvoyPrefix: f.EnvoyPrefix, ErrorWriter: forwardauth.WriteRejection, Logger: logger})
+		EnvoyPrefix: f.EnvoyPrefix, ErrorWriter: forwardauth.WriteRejection, Logger: logger, MeterProvider: m.Provider})
 	if err != nil {
 		return nil, err
 	}

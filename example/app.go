@@ -16,6 +16,7 @@ import (
 	"github.com/pimguard/pimguard/graphcheck"
 	"github.com/pimguard/pimguard/graphcheck/breaker"
 	"github.com/pimguard/pimguard/graphcheck/msgraph"
+	"github.com/pimguard/pimguard/internal/prommetrics"
 	"github.com/pimguard/pimguard/middleware"
 	"github.com/pimguard/pimguard/redisstore"
 )
@@ -142,11 +143,11 @@ func newApp(ctx context.Context, ac appConfig, logger *slog.Logger) (_ *app, err
 			return nil, err
 		}
 	}
-	m, err := newMetrics()
+	m, err := prommetrics.New()
 	if err != nil {
 		return nil, err
 	}
-	ac.auth.Logger, ac.auth.Now, ac.auth.MeterProvider = logger, ac.now, m.provider
+	ac.auth.Logger, ac.auth.Now, ac.auth.MeterProvider = logger, ac.now, m.Provider
 	auth, err := middleware.NewAuthenticator(ctx, ac.auth)
 	if err != nil {
 		return nil, err
@@ -158,7 +159,7 @@ func newApp(ctx context.Context, ac appConfig, logger *slog.Logger) (_ *app, err
 	}()
 	var fleet *redisstore.Store
 	if ac.fleet.URL != "" {
-		ac.fleet.Logger, ac.fleet.MeterProvider, ac.fleet.Now = logger, m.provider, ac.now
+		ac.fleet.Logger, ac.fleet.MeterProvider, ac.fleet.Now = logger, m.Provider, ac.now
 		if fleet, err = redisstore.New(ac.fleet); err != nil {
 			return nil, err
 		}
@@ -171,7 +172,7 @@ func newApp(ctx context.Context, ac appConfig, logger *slog.Logger) (_ *app, err
 		logger.Info("example: fleet mode on: the replicas share their Graph lookups, purges and Graph limits on Redis",
 			"redis", redisstore.RedactURL(ac.fleet.URL), "connected", fleet.Connected())
 	}
-	ac.graph.Logger, ac.graph.Now, ac.graph.MeterProvider = logger, ac.now, m.provider
+	ac.graph.Logger, ac.graph.Now, ac.graph.MeterProvider = logger, ac.now, m.Provider
 	src, err := msgraph.New(ac.graph)
 	if err != nil {
 		return nil, err
@@ -193,9 +194,9 @@ func newApp(ctx context.Context, ac appConfig, logger *slog.Logger) (_ *app, err
 	// pim_unavailable at once, one probe per cool-down) once its breaker
 	// opens, and /readyz says so.
 	// The handlers' reads of target users go through the same breakers.
-	guarded := breaker.New(pim, breaker.Config{Logger: logger, MeterProvider: m.provider})
+	guarded := breaker.New(pim, breaker.Config{Logger: logger, MeterProvider: m.Provider})
 	ac.guard.Source = guarded
-	ac.guard.Logger, ac.guard.Now, ac.guard.MeterProvider = logger, ac.now, m.provider
+	ac.guard.Logger, ac.guard.Now, ac.guard.MeterProvider = logger, ac.now, m.Provider
 	guard, err := middleware.NewGuard(ac.guard)
 	if err != nil {
 		return nil, err
@@ -226,7 +227,7 @@ func newApp(ctx context.Context, ac appConfig, logger *slog.Logger) (_ *app, err
 	}
 	return &app{
 		auth: auth, guard: guard, users: users, dir: dir, canDelete: canDelete, auditorsGroup: ac.auditorsGroup,
-		now: ac.now, logger: logger, extraRoutes: ac.extraRoutes, metrics: m.handler, fleet: fleet,
+		now: ac.now, logger: logger, extraRoutes: ac.extraRoutes, metrics: m.Handler, fleet: fleet,
 	}, nil
 }
 

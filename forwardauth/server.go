@@ -176,9 +176,9 @@ func (s *Server) chain(ru *compiledRule, next http.Handler) http.Handler {
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	switch {
 	case r.URL.Path == "/auth":
-		s.ForwardAuth().ServeHTTP(w, r)
+		s.serveForwardAuth(w, r)
 	case r.URL.Path == s.cfg.EnvoyPrefix || strings.HasPrefix(r.URL.Path, s.cfg.EnvoyPrefix+"/"):
-		s.ExtAuthz().ServeHTTP(w, r)
+		s.serveExtAuthz(w, r)
 	default:
 		http.NotFound(w, r)
 	}
@@ -196,16 +196,15 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // [HeaderObjectID], [HeaderRoles], [HeaderRule]) for the proxy to copy
 // upstream; on refusal, the status, challenge and JSON body of the
 // refusal, plus [HeaderError].
-func (s *Server) ForwardAuth() http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		orig, err := forwardedRequest(r)
-		if err != nil {
-			s.reject(w, r, &middleware.Rejection{Status: http.StatusBadRequest, OAuthError: middleware.OAuthInvalidRequest,
-				Code: CodeForwardRequestInvalid, Description: "The proxy did not describe the original request.", Realm: s.cfg.Realm, Err: err})
-			return
-		}
-		s.decide(w, orig, s.allow)
-	})
+func (s *Server) ForwardAuth() http.Handler { return http.HandlerFunc(s.serveForwardAuth) }
+
+func (s *Server) serveForwardAuth(w http.ResponseWriter, r *http.Request) {
+	orig, err := forwardedRequest(r)
+	if err != nil {
+		s.rejectInvalid(w, r, err)
+		return
+	}
+	s.decide(w, orig, s.allow)
 }
 
 // ExtAuthz returns the handler of Envoy's HTTP ext_authz service: Envoy
@@ -213,21 +212,30 @@ func (s *Server) ForwardAuth() http.Handler {
 // (with its query) after the EnvoyPrefix. The answers are those of
 // [Server.ForwardAuth]; list the identity headers in Envoy's
 // allowed_upstream_headers.
-func (s *Server) ExtAuthz() http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		path := strings.TrimPrefix(r.URL.EscapedPath(), s.cfg.EnvoyPrefix)
-		if path == "" {
-			path = "/"
-		}
-		u, err := url.ParseRequestURI(path)
-		if err != nil || !strings.HasPrefix(path, "/") {
-			s.reject(w, r, &middleware.Rejection{Status: http.StatusBadRequest, OAuthError: middleware.OAuthInvalidRequest,
-				Code: CodeForwardRequestInvalid, Description: "The proxy did not describe the original request.", Realm: s.cfg.Realm, Err: err})
-			return
-		}
-		u.RawQuery = r.URL.RawQuery
-		s.decide(w, originalRequest(r, r.Method, u, r.Host), s.allow)
-	})
+func (s *Server) ExtAuthz() http.Handler { return http.HandlerFunc(s.serveExtAuthz) }
+
+func (s *Server) serveExtAuthz(w http.ResponseWriter, r *http.Request) {
+	path := strings.TrimPrefix(r.URL.EscapedPath(), s.cfg.EnvoyPrefix)
+	if path == "" {
+		path = "/"
+	}
+	u, err := url.ParseRequestURI(path)
+	if err == nil && !strings.HasPrefix(path, "/") {
+		err = errors.New("the path after the prefix is not a path")
+	}
+	if err != nil {
+		s.rejectInvalid(w, r, err)
+		return
+	}
+	u.RawQuery = r.URL.RawQuery
+	s.decide(w, originalRequest(r, r.Method, u, r.Host), s.allow)
+}
+
+// rejectInvalid refuses a request whose proxy did not describe the
+// original request: 400 forward_request_invalid.
+func (s *Server) rejectInvalid(w http.ResponseWriter, r *http.Request, err error) {
+	s.reject(w, r, &middleware.Rejection{Status: http.StatusBadRequest, OAuthError: middleware.OAuthInvalidRequest,
+		Code: CodeForwardRequestInvalid, Description: "The proxy did not describe the original request.", Realm: s.cfg.Realm, Err: err})
 }
 
 // decide finds the rule of r and serves r with that rule's handler of
@@ -403,9 +411,11 @@ func forwardedRequest(r *http.Request) (*http.Request, error) {
 }
 
 // originalRequest is r as the proxy received it: method, URL and host
-// replaced, headers (the token) and context kept.
+// replaced, headers (the token) and context kept. It is a shallow copy:
+// the header map is r's, which nothing behind the Server changes.
 func originalRequest(r *http.Request, method string, u *url.URL, host string) *http.Request {
-	o := r.Clone(r.Context())
+	o := new(http.Request)
+	*o = *r
 	o.Method, o.URL, o.Host, o.RequestURI = method, u, host, u.RequestURI()
 	return o
 }

@@ -74,10 +74,12 @@ func decideRules(ctx context.Context, f *config.File, src graphcheck.Source, u *
 	if err != nil {
 		return nil, err
 	}
-	// Registering the rules with a Server makes the Guard ask about the
-	// groups of their member-of requirements, as serve's does.
-	if _, err := forwardauth.New(forwardauth.Config{Rules: f.Rules, Authenticator: noAuthenticator(ctx, f), Guard: guard, Logger: quiet}); err != nil {
-		return nil, err
+	// Require registers each requirement with the Guard, as serve's Server
+	// does: the Guard then asks about the groups of its member-of leaves.
+	for _, r := range f.Rules {
+		if r.Access == forwardauth.AccessRequirement {
+			guard.Require(r.Require) // validated with the file
+		}
 	}
 	rep := &report{user: u, now: now}
 	p := &middleware.Principal{TenantID: u.TenantID, ObjectID: u.ID, Version: "2.0", Username: u.UserPrincipalName}
@@ -161,19 +163,6 @@ func tokenClaims(r forwardauth.Rule) []string {
 		}
 	}
 	return out
-}
-
-// noAuthenticator is an Authenticator that is never asked anything:
-// check's Server only registers the rules with the Guard.
-func noAuthenticator(ctx context.Context, f *config.File) *middleware.Authenticator {
-	a, err := middleware.NewAuthenticator(ctx, middleware.AuthenticatorConfig{Tenants: []string{f.Tenant},
-		Audiences: f.Audiences, Authority: f.Authority, DiscoverInBackground: true,
-		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
-	if err != nil {
-		panic(err) // the configuration was validated: a bug
-	}
-	_ = a.Close()
-	return a
 }
 
 func printReport(w io.Writer, rep *report) {

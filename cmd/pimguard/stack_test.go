@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -189,10 +188,4 @@ func send(t testing.TB, method, url, token string, header http.Header) (*http.Re
 	defer resp.Body.Close()
 	body, _ := io.ReadAll(resp.Body)
 	return resp, string(body)
-}
-
-// hostPort is addr's port on 127.0.0.1, for a listen address.
-func hostPort(addr string) string {
-	_, port, _ := net.SplitHostPort(addr)
-	return "127.0.0.1:" + port
 }

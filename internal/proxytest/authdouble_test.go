@@ -15,9 +15,32 @@ import (
 // independently of) cmd/pimguard. The bearer token picks the answer; a path
 // under /public matches a public rule. It records what each request carried,
 // by the client's X-Test-Id header, which both proxies pass on.
-type authDouble struct {
+type authDouble struct{ requestLog }
+
+// requestLog records requests by the client's X-Test-Id: what the auth
+// server, or the upstream, received.
+type requestLog struct {
 	mu   sync.Mutex
 	seen map[string]seenRequest
+}
+
+// add records r.
+func (l *requestLog) add(r *http.Request) {
+	s := record(r)
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.seen == nil {
+		l.seen = map[string]seenRequest{}
+	}
+	l.seen[r.Header.Get("X-Test-Id")] = s
+}
+
+// Seen is what was received for the client request with X-Test-Id id.
+func (l *requestLog) Seen(id string) (seenRequest, bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	s, ok := l.seen[id]
+	return s, ok
 }
 
 // seenRequest is what a proxy sent to the auth server or the upstream.
@@ -58,13 +81,7 @@ const (
 )
 
 func (a *authDouble) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	s := record(r)
-	a.mu.Lock()
-	if a.seen == nil {
-		a.seen = map[string]seenRequest{}
-	}
-	a.seen[r.Header.Get("X-Test-Id")] = s
-	a.mu.Unlock()
+	a.add(r)
 
 	if r.URL.Path != "/auth" {
 		deny(w, http.StatusNotFound, "", "not_found", "")
@@ -128,36 +145,11 @@ func deny(w http.ResponseWriter, status int, wwwAuth, code, oauthErr string) {
 	})
 }
 
-// Seen is what the auth server received for the client request with
-// X-Test-Id id.
-func (a *authDouble) Seen(id string) (seenRequest, bool) {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	s, ok := a.seen[id]
-	return s, ok
-}
-
 // upstream is the application behind the proxy: it answers 200 "app" and
 // records each request by X-Test-Id.
-type upstream struct {
-	mu   sync.Mutex
-	seen map[string]seenRequest
-}
+type upstream struct{ requestLog }
 
 func (u *upstream) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	s := record(r)
-	u.mu.Lock()
-	if u.seen == nil {
-		u.seen = map[string]seenRequest{}
-	}
-	u.seen[r.Header.Get("X-Test-Id")] = s
-	u.mu.Unlock()
+	u.add(r)
 	_, _ = io.WriteString(w, "app")
-}
-
-func (u *upstream) Seen(id string) (seenRequest, bool) {
-	u.mu.Lock()
-	defer u.mu.Unlock()
-	s, ok := u.seen[id]
-	return s, ok
 }

@@ -10,9 +10,11 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"maps"
 	"net"
 	"net/url"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -149,8 +151,8 @@ type parser struct {
 	name   string
 	getenv func(string) string
 	errs   []error
-	// keyFailed is set when the file's shared key was refused (the
-	// missing key is not reported again).
+	// keyFailed is set when a shared key (the file's or the
+	// environment's) was refused: the missing key is not reported again.
 	keyFailed bool
 	// ruleNodes are the rules' nodes, by index, for errors about a rule
 	// found once all are read (an unreachable pattern).
@@ -190,14 +192,7 @@ func (p *parser) fields(n *yaml.Node, what string, handlers map[string]func(*yam
 	}
 }
 
-func keys[V any](m map[string]V) string {
-	ks := make([]string, 0, len(m))
-	for k := range m {
-		ks = append(ks, k)
-	}
-	sortStrings(ks)
-	return strings.Join(ks, ", ")
-}
+func keys[V any](m map[string]V) string { return strings.Join(slices.Sorted(maps.Keys(m)), ", ") }
 
 func (p *parser) top(n *yaml.Node) {
 	f := p.file
@@ -283,22 +278,8 @@ func (p *parser) top(n *yaml.Node) {
 				}
 			}
 		},
-		"listen": func(v *yaml.Node) {
-			if s, ok := p.scalar(v, "listen"); ok {
-				if _, port, err := net.SplitHostPort(s); err != nil || port == "" {
-					p.errorf(v, "listen %q is not host:port (e.g. 127.0.0.1:8081)", s)
-				}
-				f.Listen = s
-			}
-		},
-		"admin-listen": func(v *yaml.Node) {
-			if s, ok := p.scalar(v, "admin-listen"); ok {
-				if _, port, err := net.SplitHostPort(s); err != nil || port == "" {
-					p.errorf(v, "admin-listen %q is not host:port (e.g. 127.0.0.1:9091)", s)
-				}
-				f.AdminListen = s
-			}
-		},
+		"listen":       func(v *yaml.Node) { f.Listen = p.address(v, "listen", "127.0.0.1:8081") },
+		"admin-listen": func(v *yaml.Node) { f.AdminListen = p.address(v, "admin-listen", "127.0.0.1:9091") },
 		"envoy-prefix": func(v *yaml.Node) {
 			if s, ok := p.scalar(v, "envoy-prefix"); ok {
 				if !strings.HasPrefix(s, "/") || s == "/" || s == "/auth" || strings.ContainsAny(s, "?# ") {
@@ -321,12 +302,13 @@ func (p *parser) top(n *yaml.Node) {
 	if s := p.getenv(EnvSharedKey); s != "" {
 		k, err := redisstore.ParseKey(s)
 		if err != nil {
+			p.keyFailed = true
 			p.errs = append(p.errs, fmt.Errorf("%s: %v", EnvSharedKey, strings.TrimPrefix(err.Error(), "redisstore: ")))
 		}
 		f.SharedKey = k
 	}
 	switch {
-	case f.RedisURL != "" && f.SharedKey == nil && !p.failed(EnvSharedKey) && !p.keyFailed:
+	case f.RedisURL != "" && f.SharedKey == nil && !p.keyFailed:
 		p.errs = append(p.errs, &Error{File: p.name, Err: fmt.Errorf("fleet mode needs a shared key: set %s or fleet.shared-key-file (openssl rand -base64 32, the same on every replica)", EnvSharedKey)})
 	case f.RedisURL == "" && f.SharedKey != nil:
 		p.errs = append(p.errs, &Error{File: p.name, Err: fmt.Errorf("a shared key is set but no Redis URL: set fleet.redis-url or %s, or remove the key", EnvRedisURL)})
@@ -342,16 +324,6 @@ func (p *parser) top(n *yaml.Node) {
 	if rulesNode != nil {
 		p.rules(rulesNode)
 	}
-}
-
-// failed reports whether an error about name was already recorded.
-func (p *parser) failed(name string) bool {
-	for _, e := range p.errs {
-		if strings.HasPrefix(e.Error(), name+":") {
-			return true
-		}
-	}
-	return false
 }
 
 func (p *parser) fleet(n *yaml.Node) {
@@ -389,6 +361,17 @@ func (p *parser) fleet(n *yaml.Node) {
 			p.errorf(v, "fleet.shared-key: a secret does not belong in the configuration file; set %s or fleet.shared-key-file", EnvSharedKey)
 		},
 	})
+}
+
+// address reads a listen address, host:port.
+func (p *parser) address(n *yaml.Node, what, example string) string {
+	s, ok := p.scalar(n, what)
+	if ok {
+		if _, port, err := net.SplitHostPort(s); err != nil || port == "" {
+			p.errorf(n, "%s %q is not host:port (e.g. %s)", what, s, example)
+		}
+	}
+	return s
 }
 
 func (p *parser) scalar(n *yaml.Node, what string) (string, bool) {

@@ -2,7 +2,6 @@ package config
 
 import (
 	"errors"
-	"slices"
 	"strings"
 
 	"go.yaml.in/yaml/v3"
@@ -199,5 +198,3 @@ func (p *parser) role(n *yaml.Node) middleware.Requirement {
 	}
 	return middleware.RoleInScope(id, middleware.AdministrativeUnitScope(unit))
 }
-
-func sortStrings(s []string) { slices.Sort(s) }

@@ -194,12 +194,10 @@ func (a *Authenticator) retryDelay(round int) time.Duration {
 // idempotent, safe for concurrent use, and returns nil; it implements
 // [io.Closer].
 func (a *Authenticator) Close() error {
-	a.stopOnce.Do(func() {
-		close(a.stop)
-		if a.cancel != nil {
-			a.cancel()
-		}
-	})
+	a.closing.Store(true)
+	if a.cancel != nil {
+		a.cancel()
+	}
 	a.bg.Wait()
 	for _, ks := range a.allKeySets() {
 		ks.closed.Store(true)
@@ -209,11 +207,4 @@ func (a *Authenticator) Close() error {
 }
 
 // closed reports whether Close was called.
-func (a *Authenticator) closed() bool {
-	select {
-	case <-a.stop:
-		return true
-	default:
-		return false
-	}
-}
+func (a *Authenticator) closed() bool { return a.closing.Load() }

@@ -233,12 +233,12 @@ type Authenticator struct {
 	mu      sync.Mutex         // serialises installs; guards keySets
 	keySets map[string]*keySet // by jwks_uri
 
-	// stop ends the background work; cancel cancels its fetches. bg counts
-	// the background discovery goroutine.
-	stop     chan struct{}
-	stopOnce sync.Once
-	cancel   context.CancelFunc
-	bg       sync.WaitGroup
+	// closing is set by Close; cancel cancels the background discovery's
+	// fetches (nil without DiscoverInBackground). bg counts the background
+	// discovery goroutine.
+	closing atomic.Bool
+	cancel  context.CancelFunc
+	bg      sync.WaitGroup
 
 	stats   [tokenStatShards]tokenStats // verified-token cache hits and misses
 	metrics authMetrics
@@ -255,7 +255,7 @@ type Authenticator struct {
 // retried, in the background until they succeed or [Authenticator.Close]
 // is called. Only configuration errors are returned then.
 func NewAuthenticator(ctx context.Context, cfg AuthenticatorConfig) (*Authenticator, error) {
-	a := &Authenticator{cfg: cfg, audiences: map[string]bool{}, keySets: map[string]*keySet{}, stop: make(chan struct{})}
+	a := &Authenticator{cfg: cfg, audiences: map[string]bool{}, keySets: map[string]*keySet{}}
 	if err := a.applyDefaults(); err != nil {
 		return nil, err
 	}

@@ -36,22 +36,22 @@ import (
 // is safe for concurrent use.
 func (g *Guard) Check(r *http.Request, req Requirement) *Rejection {
 	err := req.Validate()
-	if id := g.unknownGroup(&req); err == nil && id != "" {
-		// Every lookup asks Graph about a fixed set of groups; one outside
-		// it cannot be decided (list it in GuardConfig.MemberOfGroups).
-		err = fmt.Errorf("%w: MemberOf(%s) names a group outside GuardConfig.MemberOfGroups and the Guard's routes", errInvalidRequirement, id)
-	}
-	if err != nil {
-		d := decision{rule: &rule{req: req, str: req.String()}, source: stateNone,
-			outcome: "error", level: slog.LevelError, rej: g.rejection(err)}
-		if p, ok := PrincipalFromContext(r.Context()); ok {
-			d.p = p
+	if err == nil {
+		if id := g.unknownGroup(&req); id != "" {
+			// Every lookup asks Graph about a fixed set of groups; one outside
+			// it cannot be decided (list it in GuardConfig.MemberOfGroups).
+			err = fmt.Errorf("%w: MemberOf(%s) names a group outside GuardConfig.MemberOfGroups and the Guard's routes", errInvalidRequirement, id)
 		}
+	}
+	ru := g.newRule(req)
+	var d decision
+	if err != nil {
+		d = decision{rule: ru, source: stateNone, outcome: "error", level: slog.LevelError, rej: g.rejection(err)}
+		d.p, _ = PrincipalFromContext(r.Context())
 		g.record(r, &d)
 		return d.rej
 	}
-	var d decision
-	g.decide(r, g.newRule(req), &d)
+	g.decide(r, ru, &d)
 	return d.rej
 }
 

@@ -8,8 +8,6 @@ import (
 	"testing"
 	"time"
 
-	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
-
 	"github.com/pimguard/pimguard/graphcheck"
 	"github.com/pimguard/pimguard/graphcheck/graphtest"
 	"github.com/pimguard/pimguard/middleware"
@@ -71,9 +69,9 @@ func TestGuardCheck(t *testing.T) {
 			var answers [2]*httptest.ResponseRecorder
 			var records [2]map[string]any
 			for i, how := range []string{"require", "check"} {
-				reader := sdkmetric.NewManualReader()
+				provider, reader := sdkProvider(t)
 				g := newGuardFixture(t, func(c *middleware.GuardConfig) {
-					c.MeterProvider = sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader))
+					c.MeterProvider = provider
 				})
 				if tt.setup != nil {
 					tt.setup(g)
@@ -123,9 +121,9 @@ func TestGuardCheck(t *testing.T) {
 // A requirement built per request that is invalid is refused with 500,
 // recorded at Error, never a panic and never a decision.
 func TestGuardCheckInvalidRequirement(t *testing.T) {
-	reader := sdkmetric.NewManualReader()
+	provider, reader := sdkProvider(t)
 	g := newGuardFixture(t, func(c *middleware.GuardConfig) {
-		c.MeterProvider = sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader))
+		c.MeterProvider = provider
 	})
 	var targetUnits []string // the target user is in no administrative unit
 	alternatives := []middleware.Requirement{}

@@ -337,27 +337,13 @@ func (g *Guard) Require(r Requirement) func(http.Handler) http.Handler {
 	if err := r.Validate(); err != nil {
 		panic(err)
 	}
-	if err := g.addGroups(r.memberOfGroups(nil)); err != nil {
+	if err := g.addGroups(r.groupIDs(kindMemberOf, nil)); err != nil {
 		panic(fmt.Errorf("middleware: Require(%s): %w", r, err))
 	}
 	if w, ok := g.cfg.Source.(graphcheck.GroupWatcher); ok {
-		w.WatchGroups(pimGroups(&r, nil)...)
+		w.WatchGroups(r.groupIDs(kindGroup, nil)...)
 	}
 	return g.middleware(r)
-}
-
-// pimGroups appends the groups of r's GroupMember and GroupOwner leaves to
-// ids: those a graphcheck.GroupWatcher Source must read.
-func pimGroups(r *Requirement, ids []string) []string {
-	switch r.kind {
-	case kindGroup:
-		ids = append(ids, r.id)
-	case kindAll, kindAny:
-		for i := range r.subs {
-			ids = pimGroups(&r.subs[i], ids)
-		}
-	}
-	return ids
 }
 
 // addGroups adds ids to the groups asked on every lookup. Lookups made
@@ -396,7 +382,7 @@ func (g *Guard) checkGroups() graphcheck.GroupSet {
 // ask about, or "".
 func (g *Guard) unknownGroup(r *Requirement) string {
 	set := g.checkGroups()
-	for _, id := range r.memberOfGroups(nil) {
+	for _, id := range r.groupIDs(kindMemberOf, nil) {
 		if !set.Contains(id) {
 			return id
 		}
@@ -631,7 +617,7 @@ func (g *Guard) result(key string, gp graphcheck.Principal, s *graphcheck.State,
 		return none, fmt.Errorf("%w: source returned no account for %s, which the account checks need", graphcheck.ErrUnavailable, key)
 	case gp.Need.Has(graphcheck.NeedRisk) && s.Risk == nil:
 		return none, fmt.Errorf("%w: source returned no risk for %s, which the risk check needs", graphcheck.ErrUnavailable, key)
-	case gp.CheckGroups.Len() > 0 && !s.CheckedAll(gp.CheckGroups):
+	case !s.CheckedAll(gp.CheckGroups):
 		return none, fmt.Errorf("%w: source did not check the group memberships asked for %s", graphcheck.ErrUnavailable, key)
 	}
 	return cache.Result[*lookupResult]{Value: &lookupResult{state: s}, NotAfter: s.NotAfter(), Negative: s.Empty()}, nil

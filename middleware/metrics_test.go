@@ -29,9 +29,7 @@ type collected = metrictest.Instrument
 func collect(t *testing.T, r sdkmetric.Reader) map[string]collected { return metrictest.Collect(t, r) }
 
 func TestGuardMetrics(t *testing.T) {
-	reader := sdkmetric.NewManualReader()
-	provider := sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader))
-	t.Cleanup(func() { _ = provider.Shutdown(context.Background()) })
+	provider, reader := sdkProvider(t)
 	g := newGuardFixture(t, func(c *middleware.GuardConfig) {
 		c.MeterProvider = provider
 		c.CacheSize = 1 // one shard: a second principal evicts the first
@@ -181,9 +179,7 @@ func (r spyRegistration) Unregister() error {
 }
 
 func TestGuardCallbackUnregisteredWhenCollected(t *testing.T) {
-	reader := sdkmetric.NewManualReader()
-	provider := sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader))
-	t.Cleanup(func() { _ = provider.Shutdown(context.Background()) })
+	provider, reader := sdkProvider(t)
 	spy := spyMeter{Meter: provider.Meter("test"), unregistered: make(chan struct{})}
 	src := graphcheck.SourceFunc(func(context.Context, graphcheck.Principal) (*graphcheck.State, error) { return nil, nil })
 	wantUnregisteredWhenCollected(t, reader, spy, "pimguard.cache.size", "Guard", func() any {

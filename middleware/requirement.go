@@ -130,14 +130,16 @@ func MemberOf(groupID string) Requirement {
 	return r
 }
 
-// memberOfGroups appends the groups of r's MemberOf leaves to ids.
-func (r *Requirement) memberOfGroups(ids []string) []string {
+// groupIDs appends to ids the groups of r's leaves of kind k: kindMemberOf
+// (the groups a Guard's lookups check) or kindGroup (GroupMember and
+// GroupOwner, the groups a graphcheck.GroupWatcher reads).
+func (r *Requirement) groupIDs(k reqKind, ids []string) []string {
 	switch r.kind {
-	case kindMemberOf:
+	case k:
 		ids = append(ids, r.id)
 	case kindAll, kindAny:
 		for i := range r.subs {
-			ids = r.subs[i].memberOfGroups(ids)
+			ids = r.subs[i].groupIDs(k, ids)
 		}
 	}
 	return ids

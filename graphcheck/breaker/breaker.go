@@ -94,6 +94,7 @@ var (
 	_ graphcheck.Preflighter    = (*Source)(nil)
 	_ graphcheck.HealthReporter = (*Source)(nil)
 	_ graphcheck.UserDirectory  = (*Source)(nil)
+	_ graphcheck.GroupWatcher   = (*Source)(nil)
 )
 
 // New wraps src and returns the wrapper. It panics if src is nil or a
@@ -307,10 +308,15 @@ func (s *Source) Health() []graphcheck.HealthCheck {
 	return out
 }
 
-func (s *Source) sortedTenants() []*tenant {
+// allTenants returns the tenants that have a breaker, in no order.
+func (s *Source) allTenants() []*tenant {
 	s.mu.RLock()
-	ts := slices.Collect(maps.Values(s.tenants))
-	s.mu.RUnlock()
+	defer s.mu.RUnlock()
+	return slices.Collect(maps.Values(s.tenants))
+}
+
+func (s *Source) sortedTenants() []*tenant {
+	ts := s.allTenants()
 	slices.SortFunc(ts, func(a, b *tenant) int { return strings.Compare(a.id, b.id) })
 	return ts
 }

@@ -51,7 +51,7 @@ func (s *Source) initMetrics() error {
 			return nil // the Source is gone; its cleanup unregisters this callback
 		}
 		var n [3]int64
-		for _, t := range live.sortedTenants() {
+		for _, t := range live.allTenants() { // counts need no order
 			if st := t.cb.State(); st >= 0 && int(st) < len(n) {
 				n[st]++
 			}

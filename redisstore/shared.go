@@ -123,16 +123,12 @@ func (s *Store) loadAndStore(ctx context.Context, ek, lk, token string, load fun
 	e, err := load(ctx)
 	stop()
 	if err != nil {
-		_ = s.call(ctx, "release", func(ctx context.Context) error {
-			return renew.Run(ctx, s.client, []string{lk}, token, "0").Err()
-		})
+		s.release(ctx, "release", lk, token)
 		return e, true, err
 	}
 	ttl := e.Expires.Sub(s.cfg.Now())
 	if ttl.Milliseconds() <= 0 {
-		_ = s.call(ctx, "release", func(ctx context.Context) error {
-			return renew.Run(ctx, s.client, []string{lk}, token, "0").Err()
-		})
+		s.release(ctx, "release", lk, token)
 		return e, true, nil
 	}
 	envelope := seal(s.cfg.Key, ek, e)
@@ -140,6 +136,14 @@ func (s *Store) loadAndStore(ctx context.Context, ek, lk, token string, load fun
 		return fill.Run(ctx, s.client, []string{ek, lk}, token, envelope, ttl.Milliseconds()).Err()
 	})
 	return e, true, nil
+}
+
+// release deletes the lease lk while it is still token's (the renew
+// script with 0 milliseconds), counting a failure under op.
+func (s *Store) release(ctx context.Context, op, lk, token string) {
+	_ = s.call(ctx, op, func(ctx context.Context) error {
+		return renew.Run(ctx, s.client, []string{lk}, token, "0").Err()
+	})
 }
 
 // keepLease renews the lease every LeaseTTL/3 until the returned function

@@ -48,11 +48,7 @@ func (s *Store) ClaimSweep(ctx context.Context, tenantID string, ttl time.Durati
 	if err != nil || !ok {
 		return nil, false, err
 	}
-	return func() {
-		_ = s.call(context.Background(), "sweep_release", func(ctx context.Context) error {
-			return renew.Run(ctx, s.client, []string{key}, token, "0").Err()
-		})
-	}, true, nil
+	return func() { s.release(context.Background(), "sweep_release", key, token) }, true, nil
 }
 
 // PutSnapshot implements [graphcheck.SnapshotStore]: the sealed snapshot

@@ -121,7 +121,6 @@ func (s *Server) addObject(o *dirObject) error {
 	}
 	o.id = strings.ToLower(o.id)
 	now := s.clock.Now()
-	o.created, o.sessionsValidFrom, o.lastPasswordChange = now, now, now
 	d := &s.dir
 	d.mu.Lock()
 	defer d.mu.Unlock()
@@ -135,12 +134,14 @@ func (s *Server) addObject(o *dirObject) error {
 			}
 		}
 	}
-	d.insert(o)
+	d.insert(o, now)
 	return nil
 }
 
-// insert adds o, whose ID is new, to the directory. Callers hold d.mu.
-func (d *directory) insert(o *dirObject) {
+// insert adds o, whose ID is new, to the directory, created (its sign-in
+// sessions and password too) at now. Callers hold d.mu.
+func (d *directory) insert(o *dirObject, now time.Time) {
+	o.created, o.sessionsValidFrom, o.lastPasswordChange = now, now, now
 	d.created++
 	o.seq = d.created
 	d.objects[o.id] = o

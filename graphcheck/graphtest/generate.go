@@ -167,8 +167,7 @@ func (s *Server) Generate(spec TenantSpec) (*GeneratedTenant, error) {
 		ids := make([]string, n)
 		for i := range n {
 			o := mk(generatedID(kind, i), i)
-			o.created, o.sessionsValidFrom, o.lastPasswordChange = now, now, now
-			d.insert(o)
+			d.insert(o, now)
 			ids[i] = o.id
 		}
 		return ids

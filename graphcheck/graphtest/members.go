@@ -1,5 +1,7 @@
 package graphtest
 
+import "time"
+
 // The members of a group, GET /groups/{id}/members: what a tenant-wide
 // snapshot of PIM state (graphcheck/msgraph's Snapshot) reads for each
 // role-assignable group that holds an active role, since a role-assignable
@@ -24,16 +26,7 @@ var groupMembersEndpoint = endpoint{
 // them to the group while the instance lasts — in creation order, paged.
 // An ID that is not a group answers 404 Request_ResourceNotFound.
 func (s *Server) groupMembers(req *graphRequest, gid string) graphResponse {
-	q, resp, ok := s.parseQuery(req, &groupMembersEndpoint)
-	if !ok {
-		return resp
-	}
-	now := s.clock.Now()
-	d := &s.dir
-	d.mu.Lock()
-	g, err := d.need(gid, kindGroup)
-	var items []entity
-	if err == nil {
+	return s.related(req, &groupMembersEndpoint, kindGroup, gid, true, func(d *directory, g *dirObject, now time.Time) []string {
 		members := map[string]bool{}
 		for id := range g.members {
 			members[id] = true
@@ -43,14 +36,6 @@ func (s *Server) groupMembers(req *graphRequest, gid string) graphResponse {
 				members[x.principalID] = true
 			}
 		}
-		for _, id := range inOrder(d, members) {
-			o := d.objects[id]
-			items = append(items, append(entity{{"@odata.type", "#microsoft.graph." + o.kind.String()}}, objectEntity(o)...))
-		}
-	}
-	d.mu.Unlock()
-	if err != nil {
-		return s.resourceNotFound(req, gid)
-	}
-	return s.collection(req, &groupMembersEndpoint, q, items)
+		return inOrder(d, members)
+	})
 }

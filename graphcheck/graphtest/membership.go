@@ -115,29 +115,10 @@ func (s *Server) directMemberOf(req *graphRequest, kind objKind, id, cast string
 	default:
 		return s.segmentNotFound(req, cast)
 	}
-	q, resp, ok := s.parseQuery(req, ep)
-	if !ok {
-		return resp
-	}
-	now := s.clock.Now()
-	d := &s.dir
-	d.mu.Lock()
-	o, err := d.need(id, kind)
-	var items []entity
-	if err == nil {
-		var ids []string
+	return s.related(req, ep, kind, id, false, func(d *directory, o *dirObject, now time.Time) []string {
 		if ep == &memberOfEndpoint {
-			ids = inOrder(d, d.directGroups(o.id, now))
-		} else {
-			ids = d.adminUnitsOf(o.id)
+			return inOrder(d, d.directGroups(o.id, now))
 		}
-		for _, gid := range ids {
-			items = append(items, objectEntity(d.objects[gid]))
-		}
-	}
-	d.mu.Unlock()
-	if err != nil {
-		return s.resourceNotFound(req, id)
-	}
-	return s.collection(req, ep, q, items)
+		return d.adminUnitsOf(o.id)
+	})
 }

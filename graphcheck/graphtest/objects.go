@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/http"
 	"strings"
+	"time"
 )
 
 // The directory objects of the Graph half: users, service principals and
@@ -168,7 +169,18 @@ func (s *Server) memberOf(req *graphRequest, kind objKind, id, cast string) grap
 	if c := strings.ToLower(cast); c != "microsoft.graph.group" && c != "graph.group" {
 		return s.segmentNotFound(req, cast)
 	}
-	q, resp, ok := s.parseQuery(req, &memberOfEndpoint)
+	return s.related(req, &memberOfEndpoint, kind, id, false, func(d *directory, o *dirObject, now time.Time) []string {
+		return inOrder(d, d.transitiveGroups(o.id, now))
+	})
+}
+
+// related serves ep, a collection of the directory objects that ids
+// names for the object id of kind at the clock's now (ids runs under
+// s.dir.mu), in the order ids gives them, paged; typed starts each with
+// its @odata.type, as a collection of several types carries it. An ID
+// that names no object of kind answers 404 Request_ResourceNotFound.
+func (s *Server) related(req *graphRequest, ep *endpoint, kind objKind, id string, typed bool, ids func(d *directory, o *dirObject, now time.Time) []string) graphResponse {
+	q, resp, ok := s.parseQuery(req, ep)
 	if !ok {
 		return resp
 	}
@@ -178,13 +190,18 @@ func (s *Server) memberOf(req *graphRequest, kind objKind, id, cast string) grap
 	o, err := d.need(id, kind)
 	var items []entity
 	if err == nil {
-		for _, gid := range inOrder(d, d.transitiveGroups(o.id, now)) {
-			items = append(items, objectEntity(d.objects[gid]))
+		for _, rid := range ids(d, o, now) {
+			r := d.objects[rid]
+			if typed {
+				items = append(items, append(entity{{"@odata.type", "#microsoft.graph." + r.kind.String()}}, objectEntity(r)...))
+			} else {
+				items = append(items, objectEntity(r))
+			}
 		}
 	}
 	d.mu.Unlock()
 	if err != nil {
 		return s.resourceNotFound(req, id)
 	}
-	return s.collection(req, &memberOfEndpoint, q, items)
+	return s.collection(req, ep, q, items)
 }

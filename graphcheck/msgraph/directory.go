@@ -104,6 +104,14 @@ func decodeDirectoryUser(body []byte, u *graphcheck.DirectoryUser) error {
 // typed as something other than an administrative unit are skipped; every
 // unit must have a GUID id.
 func decodeUnits(value json.RawMessage) ([]string, error) {
+	return decodeIDs(value, "an administrative unit", "microsoft.graph.administrativeUnit")
+}
+
+// decodeIDs decodes a page of directory objects into their IDs, lower
+// case. An object whose @odata.type is none of types (compared without
+// case or a leading '#') is skipped; every other object, what, must have a
+// GUID id.
+func decodeIDs(value json.RawMessage, what string, types ...string) ([]string, error) {
 	var items []struct {
 		ODataType *string `json:"@odata.type"`
 		ID        *string `json:"id"`
@@ -113,11 +121,13 @@ func decodeUnits(value json.RawMessage) ([]string, error) {
 	}
 	out := make([]string, 0, len(items))
 	for _, it := range items {
-		if it.ODataType != nil && !strings.EqualFold(strings.TrimPrefix(*it.ODataType, "#"), "microsoft.graph.administrativeUnit") {
+		if it.ODataType != nil && !slices.ContainsFunc(types, func(t string) bool {
+			return strings.EqualFold(strings.TrimPrefix(*it.ODataType, "#"), t)
+		}) {
 			continue
 		}
 		if it.ID == nil || !graphcheck.IsGUID(*it.ID) {
-			return nil, fmt.Errorf("%w: an administrative unit has no GUID id (%.40q)", errShape, deref(it.ID))
+			return nil, fmt.Errorf("%w: %s has no GUID id (%.40q)", errShape, what, deref(it.ID))
 		}
 		out = append(out, strings.ToLower(*it.ID))
 	}

@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/microsoftgraph/msgraph-sdk-go/groups"
-	"github.com/microsoftgraph/msgraph-sdk-go/identitygovernance"
 	"github.com/microsoftgraph/msgraph-sdk-go/rolemanagement"
 	"go.opentelemetry.io/otel/metric"
 
@@ -141,6 +140,9 @@ type Snapshot struct {
 	mu      sync.Mutex
 	watched map[string]bool      // lower-case group IDs whose PIM-for-Groups instances are read
 	current map[string]*snapshot // the newest complete snapshot, by lower-case tenant ID
+	// watchedVer counts the groups WatchGroups added to watched; a
+	// snapshot that records the current count read every watched group.
+	watchedVer uint64
 	// epoch counts purges; a sweep records it when it starts. A snapshot
 	// answers for a principal only if it started after the principal's
 	// last purge (dirty) and after the last PurgeAll (minEpoch).
@@ -236,17 +238,11 @@ func (sn *Snapshot) WatchGroups(ids ...string) {
 	sn.mu.Lock()
 	defer sn.mu.Unlock()
 	for _, id := range ids {
-		if graphcheck.IsGUID(id) {
-			sn.watched[strings.ToLower(id)] = true
+		if id = strings.ToLower(id); graphcheck.IsGUID(id) && !sn.watched[id] {
+			sn.watched[id] = true
+			sn.watchedVer++
 		}
 	}
-}
-
-// watchedGroups returns the watched groups, sorted.
-func (sn *Snapshot) watchedGroups() []string {
-	sn.mu.Lock()
-	defer sn.mu.Unlock()
-	return slices.Sorted(maps.Keys(sn.watched))
 }
 
 // snapshot is one tenant's PIM state as one complete sweep read it. It is
@@ -269,6 +265,9 @@ type snapshot struct {
 	groupsOf map[string][]string
 	// read are the groups whose PIM-for-Groups instances were read.
 	read map[string]bool
+	// watchedVer is the Snapshot.watchedVer of the watched groups it is
+	// known to have read: while it is current, read need not be checked.
+	watchedVer uint64
 	// roleInstances and groupInstances count what the sweep read.
 	roleInstances, groupInstances int
 }
@@ -474,15 +473,22 @@ func (sn *Snapshot) usable(tenant string) *snapshot {
 	sn.mu.Lock()
 	defer sn.mu.Unlock()
 	cur := sn.current[tenant]
-	if cur == nil || cur.epoch < sn.minEpoch {
+	if cur == nil || cur.epoch < sn.minEpoch || (cur.watchedVer != sn.watchedVer && !cur.readAll(sn.watched)) {
 		return nil
 	}
-	for g := range sn.watched {
-		if !cur.read[g] {
-			return nil
+	return cur
+}
+
+// readAll reports whether the snapshot read the PIM-for-Groups instances
+// of every group in groups: one that did not must not tell a principal it
+// is no member of a group it never read.
+func (snap *snapshot) readAll(groups map[string]bool) bool {
+	for g := range groups {
+		if !snap.read[g] {
+			return false
 		}
 	}
-	return cur
+	return true
 }
 
 // sweep reads the tenant's snapshot in a sweep it starts or joins (one per
@@ -503,9 +509,9 @@ func (sn *Snapshot) sweep(ctx context.Context, tenant string) (*snapshot, error)
 			}
 		}
 		sn.mu.Lock()
-		epoch := sn.epoch
+		epoch, watchedVer, watched := sn.epoch, sn.watchedVer, slices.Sorted(maps.Keys(sn.watched))
 		sn.mu.Unlock()
-		snap, err := sn.read(withPace(ctx), tenant, sn.watchedGroups())
+		snap, err := sn.read(withPace(ctx), tenant, watched)
 		share(snap)
 		sn.countSweep(ctx, "graph", err)
 		sn.mu.Lock()
@@ -522,7 +528,7 @@ func (sn *Snapshot) sweep(ctx context.Context, tenant string) (*snapshot, error)
 			log.InfoContext(ctx, "msgraph: PIM snapshot sweep succeeded again", "tenant_id", tenant)
 			delete(sn.failing, tenant)
 		}
-		snap.epoch = epoch
+		snap.epoch, snap.watchedVer = epoch, watchedVer
 		sn.publish(snap)
 		log.DebugContext(ctx, "msgraph: PIM snapshot swept", "tenant_id", tenant,
 			"role_instances", snap.roleInstances, "group_instances", snap.groupInstances, "principals", len(snap.own))
@@ -580,15 +586,8 @@ func (sn *Snapshot) read(ctx context.Context, tenant string, watched []string) (
 	}
 	var roles []held
 	top := int32(999)
-	rel, err := s.relative(s.client.RoleManagement().Directory().RoleAssignmentScheduleInstances().ToGetRequestInformation(ctx,
-		&rolemanagement.DirectoryRoleAssignmentScheduleInstancesRequestBuilderGetRequestConfiguration{
-			QueryParameters: &rolemanagement.DirectoryRoleAssignmentScheduleInstancesRequestBuilderGetQueryParameters{
-				Select: append([]string{"principalId"}, roleSelect...), Top: &top},
-		}))
-	if err != nil {
-		return nil, unavailable("building GET %s: %v", epRoles.path, err)
-	}
-	cols := []*collection{{ep: epRoles, next: rel, add: func(v json.RawMessage) error {
+	roleList, err := s.roleInstanceList(ctx, &rolemanagement.DirectoryRoleAssignmentScheduleInstancesRequestBuilderGetQueryParameters{
+		Select: append([]string{"principalId"}, roleSelect...), Top: &top}, func(v json.RawMessage) error {
 		var items []snapRole
 		if err := json.Unmarshal(v, &items); err != nil {
 			return err
@@ -608,25 +607,17 @@ func (sn *Snapshot) read(ctx context.Context, tenant string, watched []string) (
 			roles = append(roles, held{pid, in.role(a)})
 		}
 		return nil
-	}}}
-	assignable := map[string]bool{}
-	filter := "isAssignableToRole eq true"
-	rel, err = s.relative(s.client.Groups().ToGetRequestInformation(ctx, &groups.GroupsRequestBuilderGetRequestConfiguration{
-		QueryParameters: &groups.GroupsRequestBuilderGetQueryParameters{Filter: &filter, Select: []string{"id"}, Top: &top},
-	}))
+	})
 	if err != nil {
-		return nil, unavailable("building GET /groups: %v", err)
+		return nil, err
 	}
-	cols = append(cols, &collection{ep: epGroups, next: rel, add: func(v json.RawMessage) error {
-		gs, err := decodeGroups(v)
-		for _, g := range gs {
-			if !graphcheck.IsGUID(g.ID) {
-				return fmt.Errorf("%w: group id %.40q is not a GUID", errShape, g.ID)
-			}
-			assignable[g.ID] = true
-		}
-		return err
-	}})
+	cols := []*collection{roleList}
+	assignable := map[string]bool{}
+	groupList, err := s.assignableGroups(ctx, func(gid string) { assignable[gid] = true })
+	if err != nil {
+		return nil, err
+	}
+	cols = append(cols, groupList)
 	for _, gid := range watched {
 		c, err := sn.groupInstancesOf(ctx, gid, snap, in)
 		if err != nil {
@@ -693,18 +684,9 @@ func (sn *Snapshot) read(ctx context.Context, tenant string, watched []string) (
 // instances (Graph lists them by group or by principal only), added to
 // snap.memberships by principal. It marks gid as read in snap.
 func (sn *Snapshot) groupInstancesOf(ctx context.Context, gid string, snap *snapshot, in *interner) (*collection, error) {
-	s := sn.src
 	snap.read[gid] = true
 	filter := "groupId eq '" + gid + "'" // a validated GUID
-	rel, err := s.relative(s.client.IdentityGovernance().PrivilegedAccess().Group().AssignmentScheduleInstances().ToGetRequestInformation(ctx,
-		&identitygovernance.PrivilegedAccessGroupAssignmentScheduleInstancesRequestBuilderGetRequestConfiguration{
-			QueryParameters: &identitygovernance.PrivilegedAccessGroupAssignmentScheduleInstancesRequestBuilderGetQueryParameters{
-				Filter: &filter, Select: append([]string{"principalId"}, groupSelect...)},
-		}))
-	if err != nil {
-		return nil, unavailable("building GET %s: %v", epGroupPIM.path, err)
-	}
-	return &collection{ep: epGroupPIM, next: rel, add: func(v json.RawMessage) error {
+	return sn.src.groupInstanceList(ctx, filter, append([]string{"principalId"}, groupSelect...), func(v json.RawMessage) error {
 		var items []snapGroupInstance
 		if err := json.Unmarshal(v, &items); err != nil {
 			return err
@@ -726,7 +708,7 @@ func (sn *Snapshot) groupInstancesOf(ctx context.Context, gid string, snap *snap
 			snap.groupInstances++
 		}
 		return nil
-	}}, nil
+	})
 }
 
 // epGroupMembers is GET /groups/{id}/members, read for role-assignable
@@ -746,29 +728,11 @@ func (sn *Snapshot) members(ctx context.Context, gid string, add func([]string))
 		return nil, unavailable("building GET %s: %v", epGroupMembers.path, err)
 	}
 	return &collection{ep: epGroupMembers, next: rel, add: func(v json.RawMessage) error {
-		var items []struct {
-			ODataType *string `json:"@odata.type"`
-			ID        *string `json:"id"`
+		ids, err := decodeIDs(v, "a group member", "microsoft.graph.user", "microsoft.graph.servicePrincipal")
+		if err == nil {
+			add(ids)
 		}
-		if err := json.Unmarshal(v, &items); err != nil {
-			return err
-		}
-		ids := make([]string, 0, len(items))
-		for _, it := range items {
-			if it.ODataType != nil {
-				switch strings.ToLower(strings.TrimPrefix(*it.ODataType, "#")) {
-				case "microsoft.graph.user", "microsoft.graph.serviceprincipal":
-				default:
-					continue
-				}
-			}
-			if it.ID == nil || !graphcheck.IsGUID(*it.ID) {
-				return fmt.Errorf("%w: a group member has no GUID id (%.40q)", errShape, deref(it.ID))
-			}
-			ids = append(ids, strings.ToLower(*it.ID))
-		}
-		add(ids)
-		return nil
+		return err
 	}}, nil
 }
 

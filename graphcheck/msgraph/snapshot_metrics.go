@@ -6,7 +6,6 @@ import (
 	"runtime"
 	"weak"
 
-	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/metric"
 )
@@ -25,11 +24,7 @@ import (
 // The gauges are observed in one callback at collection time, unregistered
 // when the Snapshot is garbage collected.
 func (sn *Snapshot) initMetrics() error {
-	mp := sn.src.cfg.MeterProvider
-	if mp == nil {
-		mp = otel.GetMeterProvider()
-	}
-	m := mp.Meter(instrumentationName)
+	m := sn.src.tel.meter
 	var err error
 	if sn.sweeps, err = m.Int64Counter("pimguard.snapshot.sweeps", metric.WithUnit("{sweep}"),
 		metric.WithDescription("Tenant snapshot sweeps finished, by outcome (ok or the failure's class) and source (graph, or shared: read from the fleet's store).")); err != nil {

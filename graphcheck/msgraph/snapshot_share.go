@@ -45,29 +45,13 @@ type wireMembership struct {
 const wireVersion = 1
 
 func encodeSnapshot(snap *snapshot) ([]byte, error) {
+	role := func(p packedRole) wireRole { return wireRole{p.start, p.end, p.role, p.scope, p.appScope, p.typ} }
 	w := wireSnapshot{Version: wireVersion, Tenant: snap.tenant, FetchedAt: snap.fetchedAt, Strs: snap.strs,
-		Own: map[string][]wireRole{}, GroupRoles: map[string][]wireRole{}, Memberships: map[string][]wireMembership{},
+		Own: convert(snap.own, role), GroupRoles: convert(snap.groupRoles, role),
+		Memberships: convert(snap.memberships, func(m packedMembership) wireMembership {
+			return wireMembership{m.start, m.end, m.group, m.access, m.typ}
+		}),
 		GroupsOf: snap.groupsOf, RoleInstances: snap.roleInstances, GroupInstances: snap.groupInstances}
-	roles := func(ps []packedRole) []wireRole {
-		out := make([]wireRole, len(ps))
-		for i, p := range ps {
-			out[i] = wireRole{p.start, p.end, p.role, p.scope, p.appScope, p.typ}
-		}
-		return out
-	}
-	for k, v := range snap.own {
-		w.Own[k] = roles(v)
-	}
-	for k, v := range snap.groupRoles {
-		w.GroupRoles[k] = roles(v)
-	}
-	for k, v := range snap.memberships {
-		ms := make([]wireMembership, len(v))
-		for i, m := range v {
-			ms[i] = wireMembership{m.start, m.end, m.group, m.access, m.typ}
-		}
-		w.Memberships[k] = ms
-	}
 	for g := range snap.read {
 		w.Read = append(w.Read, g)
 	}
@@ -93,31 +77,17 @@ func decodeSnapshot(data []byte, tenant string) (*snapshot, error) {
 	}
 	n := uint32(len(w.Strs))
 	bad := false
-	roles := func(ws []wireRole) []packedRole {
-		out := make([]packedRole, len(ws))
-		for i, r := range ws {
-			bad = bad || r.Role >= n || r.Scope >= n || r.AppScope >= n || r.Type >= n
-			out[i] = packedRole{packedWindow{r.Start, r.End}, r.Role, r.Scope, r.AppScope, r.Type}
-		}
-		return out
+	role := func(r wireRole) packedRole {
+		bad = bad || r.Role >= n || r.Scope >= n || r.AppScope >= n || r.Type >= n
+		return packedRole{packedWindow{r.Start, r.End}, r.Role, r.Scope, r.AppScope, r.Type}
 	}
-	snap := &snapshot{tenant: tenant, fetchedAt: w.FetchedAt, strs: w.Strs, own: map[string][]packedRole{}, groupRoles: map[string][]packedRole{},
-		memberships: map[string][]packedMembership{}, groupsOf: w.GroupsOf, read: map[string]bool{},
-		roleInstances: w.RoleInstances, groupInstances: w.GroupInstances}
-	for k, v := range w.Own {
-		snap.own[k] = roles(v)
-	}
-	for k, v := range w.GroupRoles {
-		snap.groupRoles[k] = roles(v)
-	}
-	for k, v := range w.Memberships {
-		ms := make([]packedMembership, len(v))
-		for i, m := range v {
+	snap := &snapshot{tenant: tenant, fetchedAt: w.FetchedAt, strs: w.Strs,
+		own: convert(w.Own, role), groupRoles: convert(w.GroupRoles, role),
+		memberships: convert(w.Memberships, func(m wireMembership) packedMembership {
 			bad = bad || m.Group >= n || m.Access >= n || m.Type >= n
-			ms[i] = packedMembership{packedWindow{m.Start, m.End}, m.Group, m.Access, m.Type}
-		}
-		snap.memberships[k] = ms
-	}
+			return packedMembership{packedWindow{m.Start, m.End}, m.Group, m.Access, m.Type}
+		}),
+		groupsOf: w.GroupsOf, read: map[string]bool{}, roleInstances: w.RoleInstances, groupInstances: w.GroupInstances}
 	for _, g := range w.Read {
 		snap.read[g] = true
 	}
@@ -128,6 +98,19 @@ func decodeSnapshot(data []byte, tenant string) (*snapshot, error) {
 		return nil, fmt.Errorf("shared snapshot of tenant %s names a string it does not hold", tenant)
 	}
 	return snap, nil
+}
+
+// convert maps every element of m's slices through f, into a new map.
+func convert[A, B any](m map[string][]A, f func(A) B) map[string][]B {
+	out := make(map[string][]B, len(m))
+	for k, v := range m {
+		bs := make([]B, len(v))
+		for i, a := range v {
+			bs[i] = f(a)
+		}
+		out[k] = bs
+	}
+	return out
 }
 
 // Polling bounds of a replica waiting for the snapshot another is sweeping.
@@ -202,11 +185,10 @@ func (sn *Snapshot) fromStore(ctx context.Context, tenant string) *snapshot {
 	}
 	sn.mu.Lock()
 	defer sn.mu.Unlock()
-	for g := range sn.watched {
-		if !snap.read[g] {
-			return nil
-		}
+	if !snap.readAll(sn.watched) {
+		return nil
 	}
+	snap.watchedVer = sn.watchedVer
 	if !sn.purgedAllAt.IsZero() && !snap.fetchedAt.After(sn.purgedAllAt) {
 		return nil
 	}

@@ -331,21 +331,10 @@ func (s *Source) groupRoles(ctx context.Context, tenant string) (map[string][]gr
 // $batch.
 func (s *Source) fetchGroupRoles(ctx context.Context, tenant string) (map[string][]graphcheck.RoleAssignment, error) {
 	var ids []string
-	filter := "isAssignableToRole eq true"
-	top := int32(999)
-	rel, err := s.relative(s.client.Groups().ToGetRequestInformation(ctx, &groups.GroupsRequestBuilderGetRequestConfiguration{
-		QueryParameters: &groups.GroupsRequestBuilderGetQueryParameters{Filter: &filter, Select: []string{"id"}, Top: &top},
-	}))
+	list, err := s.assignableGroups(ctx, func(gid string) { ids = append(ids, gid) })
 	if err != nil {
-		return nil, unavailable("building GET /groups: %v", err)
+		return nil, err
 	}
-	list := &collection{ep: epGroups, next: rel, add: func(v json.RawMessage) error {
-		gs, err := decodeGroups(v)
-		for _, g := range gs {
-			ids = append(ids, g.ID)
-		}
-		return err
-	}}
 	if err := s.fetch(ctx, tenant, []*collection{list}); err != nil {
 		return nil, err
 	}
@@ -353,9 +342,6 @@ func (s *Source) fetchGroupRoles(ctx context.Context, tenant string) (map[string
 	byGroup := make(map[string][]graphcheck.RoleAssignment, len(ids))
 	cols := make([]*collection, 0, len(ids))
 	for _, gid := range ids {
-		if !graphcheck.IsGUID(gid) {
-			return nil, unavailable("GET /groups: group id %.40q is not a GUID", gid)
-		}
 		if _, dup := byGroup[gid]; dup {
 			continue
 		}
@@ -372,24 +358,53 @@ func (s *Source) fetchGroupRoles(ctx context.Context, tenant string) (map[string
 	return byGroup, nil
 }
 
+// assignableGroups is the collection of the tenant's role-assignable
+// groups, GET /groups?$filter=isAssignableToRole eq true: add receives
+// each group's ID, lower case, checked to be a GUID.
+func (s *Source) assignableGroups(ctx context.Context, add func(gid string)) (*collection, error) {
+	filter := "isAssignableToRole eq true"
+	top := int32(999)
+	rel, err := s.relative(s.client.Groups().ToGetRequestInformation(ctx, &groups.GroupsRequestBuilderGetRequestConfiguration{
+		QueryParameters: &groups.GroupsRequestBuilderGetQueryParameters{Filter: &filter, Select: []string{"id"}, Top: &top},
+	}))
+	if err != nil {
+		return nil, unavailable("building GET /groups: %v", err)
+	}
+	return &collection{ep: epGroups, next: rel, add: func(v json.RawMessage) error {
+		gs, err := decodeGroups(v)
+		for _, g := range gs {
+			if !graphcheck.IsGUID(g.ID) {
+				return fmt.Errorf("%w: group id %.40q is not a GUID", errShape, g.ID)
+			}
+			add(g.ID)
+		}
+		return err
+	}}, nil
+}
+
 // roleInstances is the collection of principalID's active directory-role
 // assignment schedule instances. For a user or service principal (own),
 // instances Graph reports as inherited from a group are left out: they are
 // derived from the groups' own instances instead.
 func (s *Source) roleInstances(ctx context.Context, principalID string, own bool, add func([]graphcheck.RoleAssignment)) (*collection, error) {
 	filter := "principalId eq '" + principalID + "'" // a validated GUID
+	return s.roleInstanceList(ctx, &rolemanagement.DirectoryRoleAssignmentScheduleInstancesRequestBuilderGetQueryParameters{Filter: &filter, Select: roleSelect},
+		func(v json.RawMessage) error {
+			r, err := decodeRoles(v, own)
+			add(r)
+			return err
+		})
+}
+
+// roleInstanceList is the collection of the active directory-role
+// assignment schedule instances that q selects, each page read by add.
+func (s *Source) roleInstanceList(ctx context.Context, q *rolemanagement.DirectoryRoleAssignmentScheduleInstancesRequestBuilderGetQueryParameters, add func(json.RawMessage) error) (*collection, error) {
 	rel, err := s.relative(s.client.RoleManagement().Directory().RoleAssignmentScheduleInstances().ToGetRequestInformation(ctx,
-		&rolemanagement.DirectoryRoleAssignmentScheduleInstancesRequestBuilderGetRequestConfiguration{
-			QueryParameters: &rolemanagement.DirectoryRoleAssignmentScheduleInstancesRequestBuilderGetQueryParameters{Filter: &filter, Select: roleSelect},
-		}))
+		&rolemanagement.DirectoryRoleAssignmentScheduleInstancesRequestBuilderGetRequestConfiguration{QueryParameters: q}))
 	if err != nil {
 		return nil, unavailable("building GET %s: %v", epRoles.path, err)
 	}
-	return &collection{ep: epRoles, next: rel, add: func(v json.RawMessage) error {
-		r, err := decodeRoles(v, own)
-		add(r)
-		return err
-	}}, nil
+	return &collection{ep: epRoles, next: rel, add: add}, nil
 }
 
 // groupInstances is the collection of principalID's active PIM-for-Groups
@@ -397,18 +412,26 @@ func (s *Source) roleInstances(ctx context.Context, principalID string, own bool
 // filter).
 func (s *Source) groupInstances(ctx context.Context, principalID string, add func([]graphcheck.GroupMembership)) (*collection, error) {
 	filter := "principalId eq '" + principalID + "'" // a validated GUID
+	return s.groupInstanceList(ctx, filter, groupSelect, func(v json.RawMessage) error {
+		m, err := decodeMemberships(v)
+		add(m)
+		return err
+	})
+}
+
+// groupInstanceList is the collection of the active PIM-for-Groups
+// assignment schedule instances that filter selects (a principalId or a
+// groupId: the API requires one), with the properties sel, each page read
+// by add.
+func (s *Source) groupInstanceList(ctx context.Context, filter string, sel []string, add func(json.RawMessage) error) (*collection, error) {
 	rel, err := s.relative(s.client.IdentityGovernance().PrivilegedAccess().Group().AssignmentScheduleInstances().ToGetRequestInformation(ctx,
 		&identitygovernance.PrivilegedAccessGroupAssignmentScheduleInstancesRequestBuilderGetRequestConfiguration{
-			QueryParameters: &identitygovernance.PrivilegedAccessGroupAssignmentScheduleInstancesRequestBuilderGetQueryParameters{Filter: &filter, Select: groupSelect},
+			QueryParameters: &identitygovernance.PrivilegedAccessGroupAssignmentScheduleInstancesRequestBuilderGetQueryParameters{Filter: &filter, Select: sel},
 		}))
 	if err != nil {
 		return nil, unavailable("building GET %s: %v", epGroupPIM.path, err)
 	}
-	return &collection{ep: epGroupPIM, next: rel, add: func(v json.RawMessage) error {
-		m, err := decodeMemberships(v)
-		add(m)
-		return err
-	}}, nil
+	return &collection{ep: epGroupPIM, next: rel, add: add}, nil
 }
 
 // memberOf is the collection of the groups oid belongs to, directly or

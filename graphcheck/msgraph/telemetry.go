@@ -75,6 +75,7 @@ var durationBounds = []float64{0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 
 
 // telemetry is a Source's instruments and tracer.
 type telemetry struct {
+	meter     metric.Meter // on Config.MeterProvider, or the global provider
 	tracer    trace.Tracer
 	duration  metric.Float64Histogram
 	errors    metric.Int64Counter
@@ -91,7 +92,7 @@ func newTelemetry(mp metric.MeterProvider, tp trace.TracerProvider) (*telemetry,
 		tp = otel.GetTracerProvider()
 	}
 	m := mp.Meter(instrumentationName)
-	t := &telemetry{tracer: tp.Tracer(instrumentationName)}
+	t := &telemetry{meter: m, tracer: tp.Tracer(instrumentationName)}
 	var err error
 	if t.duration, err = m.Float64Histogram("pimguard.graph.request.duration", metric.WithUnit("s"),
 		metric.WithDescription("Duration of HTTP round trips to Microsoft Graph (each POST /$batch), by status code and, for failures, error class."),
